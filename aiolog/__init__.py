@@ -1,0 +1,1 @@
+"""aiolog: logging for asyncio applications that never blocks the event loop."""

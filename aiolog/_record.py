@@ -1,0 +1,116 @@
+"""What aiolog adds to a :class:`logging.LogRecord`, and how to read it safely.
+
+The emit path (:mod:`aiolog._handler`) works on a *copy* of each record and sets these
+attributes on it; the listener and the formatters read them. They are the whole contract
+between the caller side and the listener side:
+
+``taskName``
+    Name of the asyncio task that logged (``None`` outside a task). Python 3.12+ sets it
+    itself; aiolog backfills it on 3.10/3.11.
+``aiolog_coro``
+    ``__qualname__`` of that task's coroutine, or ``None``.
+``aiolog_callback``
+    Qualified name of the loop callback (``call_soon``/``call_later``/...) that logged
+    outside any task, or ``None``.
+``aiolog_context``
+    A :class:`contextvars.Context` snapshot taken at emit time, or ``None``.
+
+``msg``/``args`` stay deferred only when every argument is an immutable scalar (see
+:data:`IMMUTABLE_TYPES`); otherwise the handler freezes the message at emit time and sets
+``args`` to ``None``. Formatting in the listener therefore never reads state that the
+application may have changed since.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import fractions
+import logging
+import pathlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = [
+    "IMMUTABLE_TYPES",
+    "RESERVED_ATTRS",
+    "extra_items",
+    "get_message",
+    "safe_repr",
+]
+
+#: Exact types whose ``str()``/``repr()``/``%d`` cannot change after the record is made and
+#: that run no user code when formatted, so ``msg % args`` may safely wait for the listener.
+IMMUTABLE_TYPES: frozenset[type] = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        type(None),
+        bytes,
+        complex,
+        decimal.Decimal,
+        fractions.Fraction,
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        datetime.timezone,
+        uuid.UUID,
+        pathlib.PurePosixPath,
+        pathlib.PosixPath,
+        pathlib.PureWindowsPath,
+    }
+)
+
+_STDLIB_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+#: Attributes of a record that are not user ``extra=`` fields.
+RESERVED_ATTRS: frozenset[str] = _STDLIB_ATTRS | {
+    "aiolog_coro",
+    "aiolog_callback",
+    "aiolog_context",
+}
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder naming the type when ``__repr__`` itself fails."""
+    try:
+        return repr(value)
+    except Exception as exc:  # a broken __repr__ must never break logging
+        cls = type(value)
+        return f"<unrepresentable {cls.__module__}.{cls.__qualname__} object: {type(exc).__name__}>"
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return safe_repr(value)
+
+
+def get_message(record: logging.LogRecord) -> str:
+    """Return ``record.getMessage()``, never raising.
+
+    A record whose arguments do not fit its format (wrong count, wrong type) or whose
+    objects fail in ``__str__`` still yields a readable message that shows the raw parts,
+    so nothing is lost and the listener never dies on one bad record.
+    """
+    try:
+        return record.getMessage()
+    except Exception as exc:
+        msg = _safe_str(record.msg)
+        return f"{msg} [aiolog: could not format message: {type(exc).__name__}: {_safe_str(exc)}; args={safe_repr(record.args)}]"
+
+
+def extra_items(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:
+    """Yield the ``extra=`` fields of a record (attributes logging itself does not set)."""
+    for key, value in record.__dict__.items():
+        if key not in RESERVED_ATTRS and not key.startswith("_"):
+            yield key, value
