@@ -1,0 +1,333 @@
+"""One-line setup: :func:`configure`, :func:`shutdown`, :func:`sink` and :class:`Pipeline`."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from aiolog._handler import QueueHandler
+from aiolog._listener import QueueListener
+from aiolog._queue import OVERFLOW_POLICIES, Overflow
+from aiolog._urls import query_options, redact_url
+from aiolog.sinks._base import Sink
+
+__all__ = ["Pipeline", "configure", "get_pipeline", "shutdown", "sink"]
+
+_lock = threading.RLock()
+_active: Pipeline | None = None
+_atexit_registered = False
+
+
+def _stream_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.stream import StreamSink
+
+    return StreamSink.from_url(url, **options)
+
+
+def _file_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.file import FileSink
+
+    return FileSink.from_url(url, **options)
+
+
+#: URL scheme -> factory ``(url, **options) -> logging.Handler``.
+SCHEMES: dict[str, Callable[..., logging.Handler]] = {
+    "stderr": _stream_factory,
+    "stdout": _stream_factory,
+    "file": _file_factory,
+}
+
+
+def sink(url: str, **options: Any) -> logging.Handler:
+    """Build a sink (a :class:`logging.Handler`) from a URL.
+
+    ``stderr``, ``stdout``, ``file:logs/app.jsonl?rotate=10MB&keep=5``... (the README has
+    the table). Keyword options override the URL's query. Usable from dictConfig as
+    ``{"()": "aiolog.sink", "url": "file:app.jsonl"}``; ``formatter``/``level`` keys of
+    such a dict are applied by dictConfig itself.
+
+    :raises ValueError: unknown scheme or option, bad value, unwritable path; the message
+        names the culprit (with secrets redacted).
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"a sink URL must be a non-empty string, not {url!r}")
+    url = url.strip()
+    scheme = url.split(":", 1)[0].split("?", 1)[0].lower()
+    try:
+        factory = SCHEMES[scheme]
+    except KeyError:
+        known = ", ".join(sorted(SCHEMES))
+        raise ValueError(
+            f"unknown sink URL scheme {scheme!r} in {redact_url(url)!r} (known: {known})"
+        ) from None
+    return factory(url, **options)
+
+
+def _check_level(level: int | str) -> int:
+    if isinstance(level, bool):
+        raise ValueError(f"unknown logging level {level!r}")
+    if isinstance(level, int):
+        return level
+    if isinstance(level, str):
+        name = level.strip().upper()
+        if name.isdigit():
+            return int(name)
+        value = logging.getLevelName(name)
+        if isinstance(value, int):
+            return value
+    raise ValueError(
+        f"unknown logging level {level!r} (use DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)"
+    )
+
+
+def _env_sinks() -> list[str]:
+    raw = os.environ.get("AIOLOG_SINKS", "")
+    urls = [part.strip() for part in raw.split(",") if part.strip()]
+    return urls or ["stderr"]
+
+
+class Pipeline:
+    """A running aiolog setup: the handler on the root logger, its queue, listener and sinks.
+
+    Returned by :func:`configure`. :meth:`stop` (or leaving a ``with`` block) drains the
+    queue into the sinks and takes the handler off the root logger again.
+    """
+
+    def __init__(
+        self,
+        handler: QueueHandler,
+        listener: QueueListener,
+        *,
+        owned: Sequence[logging.Handler] = (),
+        adopted: Sequence[logging.Handler] = (),
+        captured_warnings: bool = False,
+        exit_timeout: float = 5.0,
+    ) -> None:
+        self.handler = handler
+        self.listener = listener
+        self.owned = list(owned)
+        self.adopted = list(adopted)
+        self._captured_warnings = captured_warnings
+        self.exit_timeout = exit_timeout
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        sinks = ", ".join(stats_name for stats_name in self.listener.sink_stats())
+        state = "stopped" if self._stopped else "running"
+        return f"<aiolog.Pipeline {state} sinks=[{sinks}]>"
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def sinks(self) -> list[logging.Handler]:
+        """The handlers the listener writes to, in order."""
+        return list(self.listener.handlers)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``{"queue": {...}, "sinks": {NAME: {...}}, "listener": {...}}``.
+
+        ``queue``: ``enqueued``, ``dropped`` (overflow), ``depth``, ``high_water``.
+        ``sinks``: per sink (named by handler name or redacted URL) ``written``,
+        ``dropped``, ``errors``, ``buffered``, ``last_error``.
+        ``listener``: ``running``, ``internal_records`` (records logged on aiolog's own
+        threads, not queued, to avoid feedback loops), ``bad_records``.
+        """
+        q = self.handler.queue
+        queue_stats = {
+            "enqueued": getattr(q, "enqueued", None),
+            "dropped": self.handler.dropped,
+            "depth": q.qsize(),
+            "high_water": getattr(q, "high_water", None),
+        }
+        return {
+            "queue": queue_stats,
+            "sinks": self.listener.sink_stats(),
+            "listener": {
+                "running": self.listener.running,
+                "internal_records": self.handler.internal_dropped,
+                "bad_records": self.listener._bad_records,
+            },
+        }
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Block until everything logged before the call is written; False on timeout."""
+        return self.listener.flush(timeout)
+
+    async def aflush(self, timeout: float = 5.0) -> bool:
+        """:meth:`flush` without blocking the event loop."""
+        return await self.listener.aflush(timeout)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Take the handler off the root logger, drain, close owned sinks. Idempotent.
+
+        Returns True when every queued record was written within ``timeout``.
+        """
+        global _active
+        with _lock:
+            if self._stopped:
+                return True
+            self._stopped = True
+            if _active is self:
+                _active = None
+                _detach(self, restore=True)
+        ok = self.listener.stop(timeout)
+        self.handler.listener = None
+        for handler in self.owned:
+            handler.close()
+        if self._captured_warnings and _active is None:
+            logging.captureWarnings(False)
+        return ok
+
+
+def _detach(pipeline: Pipeline, *, restore: bool) -> None:
+    root = logging.getLogger()
+    with logging._lock:  # type: ignore[attr-defined]
+        handlers = [h for h in root.handlers if h is not pipeline.handler]
+        if restore:
+            handlers = list(pipeline.adopted) + [h for h in handlers if h not in pipeline.adopted]
+        root.handlers = handlers
+
+
+def configure(
+    sinks: Iterable[str | logging.Handler] | None = None,
+    *,
+    level: int | str | None = None,
+    format: str | None = None,
+    queue_size: int = 10_000,
+    overflow: Overflow = "drop_newest",
+    block_timeout: float = 1.0,
+    capture_warnings: bool = True,
+    adopt_handlers: bool = True,
+    exit_timeout: float = 5.0,
+) -> Pipeline:
+    """Route all logging through aiolog, in one call.
+
+    Installs an :class:`aiolog.QueueHandler` as the root logger's only handler (the
+    handlers the root had keep working, behind the queue), starts the listener with the
+    given sinks, captures :mod:`warnings`, and drains the queue at interpreter exit before
+    ``logging.shutdown`` closes handlers. Calling it again replaces the previous pipeline:
+    the new one takes over first, then the old one drains, so no record is lost.
+
+    :param sinks: URLs (see :func:`sink`) or handler objects. Default: the comma-separated
+        ``AIOLOG_SINKS`` environment variable, else ``["stderr"]``.
+    :param level: root logger level. Default ``AIOLOG_LEVEL``, else ``INFO``.
+    :param format: ``json``, ``logfmt`` or ``text`` for sinks built from URLs that do not
+        say (``?format=``). Default ``AIOLOG_FORMAT``, else each sink's own default.
+    :param queue_size: bound of the record queue.
+    :param overflow: ``drop_newest``, ``drop_oldest`` or ``block`` (see
+        :class:`aiolog.RecordQueue`).
+    :param block_timeout: longest wait of the ``block`` policy, off event-loop threads.
+    :param capture_warnings: route :mod:`warnings` to logging (``logging.captureWarnings``).
+    :param adopt_handlers: put the root logger's existing handlers behind the queue.
+    :param exit_timeout: longest the exit drain waits for the sinks.
+    :raises ValueError: for any bad setting, before anything is changed.
+    """
+    global _active, _atexit_registered
+    level_no = _check_level(level if level is not None else os.environ.get("AIOLOG_LEVEL", "INFO"))
+    if format is None:
+        format = os.environ.get("AIOLOG_FORMAT") or None
+    if format is not None and format.lower() not in ("json", "logfmt", "text"):
+        raise ValueError(f"unknown format {format!r} (use json, logfmt or text)")
+    if overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"unknown overflow policy {overflow!r} (use {', '.join(OVERFLOW_POLICIES)})")
+    specs = _env_sinks() if sinks is None else list(sinks)
+    if isinstance(sinks, str):
+        raise ValueError("sinks must be a list of URLs or handlers, not a single string")
+
+    owned: list[logging.Handler] = []
+    given: list[logging.Handler] = []
+    try:
+        for spec in specs:
+            if isinstance(spec, logging.Handler):
+                if isinstance(spec, QueueHandler):
+                    raise ValueError(f"{spec!r} is a QueueHandler and cannot be a sink")
+                given.append(spec)
+            elif isinstance(spec, str):
+                options: dict[str, Any] = {}
+                if format is not None and "format" not in query_options(spec):
+                    options["format"] = format
+                owned.append(sink(spec, **options))
+            else:
+                raise ValueError(f"a sink must be a URL string or a logging.Handler, not {spec!r}")
+        handler = QueueHandler(maxsize=queue_size, overflow=overflow, timeout=block_timeout)
+    except BaseException:
+        for handler_ in owned:
+            handler_.close()
+        raise
+
+    with _lock:
+        old = _active
+        root = logging.getLogger()
+        adopted: list[logging.Handler] = []
+        if adopt_handlers:
+            if old is not None:
+                adopted.extend(old.adopted)
+            for existing in root.handlers:
+                if (old is None or existing is not old.handler) and existing not in adopted:
+                    if not isinstance(existing, QueueHandler):
+                        adopted.append(existing)
+        all_sinks = [*owned, *given, *(h for h in adopted if h not in given)]
+        listener = QueueListener(handler.queue, *all_sinks, respect_handler_level=True)
+        try:
+            listener.start()
+        except BaseException:
+            for handler_ in owned:
+                handler_.close()
+            raise
+        handler.listener = listener
+        pipeline = Pipeline(
+            handler,
+            listener,
+            owned=owned,
+            adopted=adopted,
+            captured_warnings=capture_warnings,
+            exit_timeout=exit_timeout,
+        )
+        with logging._lock:  # type: ignore[attr-defined]
+            keep: list[logging.Handler] = []
+            if not adopt_handlers:
+                keep = [h for h in root.handlers if not isinstance(h, QueueHandler)]
+                if old is not None:
+                    keep = [*old.adopted, *(h for h in keep if h not in old.adopted)]
+            root.handlers = [*keep, handler]  # one assignment: each record sees old or new
+            root.setLevel(level_no)
+        _active = pipeline
+        if old is not None:
+            old._stopped = True
+            old.listener.stop(exit_timeout)
+            old.handler.listener = None
+            for handler_ in old.owned:
+                handler_.close()
+        if capture_warnings:
+            logging.captureWarnings(True)
+        if not _atexit_registered:
+            atexit.register(_exit_drain)
+            _atexit_registered = True
+    return pipeline
+
+
+def get_pipeline() -> Pipeline | None:
+    """The pipeline :func:`configure` made last, if it is still running."""
+    return _active
+
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """Stop the active pipeline (drain, detach, close owned sinks). True if all was written."""
+    pipeline = _active
+    if pipeline is None:
+        return True
+    return pipeline.stop(timeout)
+
+
+def _exit_drain() -> None:
+    pipeline = _active
+    if pipeline is not None:
+        pipeline.stop(pipeline.exit_timeout)
