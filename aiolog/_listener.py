@@ -20,6 +20,7 @@ import atexit
 import collections
 import logging
 import logging.handlers
+import math
 import os
 import sys
 import threading
@@ -163,7 +164,8 @@ class _SinkRunner:
         self.inflight = len(batch)
         try:
             failed = await self.sink.write(batch)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the stop deadline passed mid-write
+            self.dropped += len(batch)
             raise
         except Exception as exc:
             self.errors += 1
@@ -177,14 +179,13 @@ class _SinkRunner:
             self.inflight = 0
 
     def abandon(self) -> None:
-        """Count what is left (the stop deadline passed): buffered and in flight."""
-        lost = self.inflight + sum(1 for item in self.buffer if type(item) is not _Barrier)
+        """Count what is left in the buffer (the stop deadline passed)."""
+        lost = sum(1 for item in self.buffer if type(item) is not _Barrier)
         for item in self.buffer:
             if type(item) is _Barrier:
                 item.arrive()
         self.buffer.clear()
         self.dropped += lost
-        self.inflight = 0
 
 
 class QueueListener(logging.handlers.QueueListener):
@@ -240,7 +241,7 @@ class QueueListener(logging.handlers.QueueListener):
         self._bad_records = 0
         self._last_error: str | None = None
         self._reported: dict[str, int] = {}
-        self._last_report = 0.0
+        self._last_report = -math.inf
         self._in_trouble = False
         self._pid = os.getpid()
 
@@ -409,10 +410,17 @@ class QueueListener(logging.handlers.QueueListener):
         ours = isinstance(q, RecordQueue)
         wakeup = self._wakeup
         assert wakeup is not None
+        chunk = max(1, min(self.max_batch, self.buffer_size // 2))
         while True:
             items = q.drain(self.max_batch) if ours else self._drain_foreign()
             if items:
-                self._dispatch(items)
+                # Hand out in slices no larger than half a sink buffer, letting the sink
+                # tasks run in between: a sink that keeps up must not drop just because
+                # the pump handed it a whole batch at once.
+                for start in range(0, len(items), chunk):
+                    if start:
+                        await asyncio.sleep(0)
+                    self._dispatch(items[start : start + chunk])
                 self._maybe_report()
                 if len(items) >= self.max_batch:
                     await asyncio.sleep(0)
@@ -516,7 +524,7 @@ class QueueListener(logging.handlers.QueueListener):
             self._clean = False
             self.queue.discard_all()
         for runner in runners:
-            if runner.buffer or runner.inflight:
+            if runner.buffer:
                 self._clean = False
                 runner.abandon()
         for runner in runners:
