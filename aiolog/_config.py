@@ -13,7 +13,6 @@ from aiolog._handler import QueueHandler
 from aiolog._listener import QueueListener
 from aiolog._queue import OVERFLOW_POLICIES, Overflow
 from aiolog._urls import query_options, redact_url
-from aiolog.sinks._base import Sink
 
 __all__ = ["Pipeline", "configure", "get_pipeline", "shutdown", "sink"]
 
@@ -237,7 +236,9 @@ def configure(
     if format is not None and format.lower() not in ("json", "logfmt", "text"):
         raise ValueError(f"unknown format {format!r} (use json, logfmt or text)")
     if overflow not in OVERFLOW_POLICIES:
-        raise ValueError(f"unknown overflow policy {overflow!r} (use {', '.join(OVERFLOW_POLICIES)})")
+        raise ValueError(
+            f"unknown overflow policy {overflow!r} (use {', '.join(OVERFLOW_POLICIES)})"
+        )
     specs = _env_sinks() if sinks is None else list(sinks)
     if isinstance(sinks, str):
         raise ValueError("sinks must be a list of URLs or handlers, not a single string")
@@ -271,9 +272,8 @@ def configure(
             if old is not None:
                 adopted.extend(old.adopted)
             for existing in root.handlers:
-                if (old is None or existing is not old.handler) and existing not in adopted:
-                    if not isinstance(existing, QueueHandler):
-                        adopted.append(existing)
+                if existing not in adopted and not isinstance(existing, QueueHandler):
+                    adopted.append(existing)
         all_sinks = [*owned, *given, *(h for h in adopted if h not in given)]
         listener = QueueListener(handler.queue, *all_sinks, respect_handler_level=True)
         try:

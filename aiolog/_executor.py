@@ -70,7 +70,9 @@ class DaemonExecutor(concurrent.futures.Executor):
         finally:
             INTERNAL_THREADS.discard(ident)
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[_T]:
+    def submit(
+        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[_T]:
         """Queue ``fn(*args, **kwargs)``; start the thread first if it is not running."""
         if self._shutdown:
             raise RuntimeError(f"executor {self.name!r} is shut down")

@@ -60,6 +60,7 @@ class QueueHandler(logging.handlers.QueueHandler):
     """
 
     listener: logging.handlers.QueueListener | None
+    queue: Any  # a RecordQueue, or any object with put_nowait()
 
     def __init__(
         self,
@@ -125,7 +126,7 @@ class QueueHandler(logging.handlers.QueueHandler):
         except queue_module.Full:
             self._foreign_dropped.inc()
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:  # type: ignore[override]
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Return a copy of ``record`` that is safe to format later, on another thread."""
         d = record.__dict__.copy()
         args = d["args"]

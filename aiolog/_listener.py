@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
 import logging
 import logging.handlers
 import math
@@ -28,7 +29,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Union
+from typing import Any
 
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._queue import RecordQueue
@@ -38,12 +39,17 @@ from aiolog.sinks._base import Sink
 
 __all__ = ["QueueListener"]
 
-_AnySink = Union[Sink, HandlerSink]
+_AnySink = Sink | HandlerSink
 
 #: Every listener that was started and not collected: for the exit drain and for fork.
 _LISTENERS: weakref.WeakSet[QueueListener] = weakref.WeakSet()
 
 _notice_logger = "aiolog"
+
+
+def _resolve(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(True)
 
 
 class _Barrier:
@@ -207,7 +213,8 @@ class QueueListener(logging.handlers.QueueListener):
     running listener before ``logging.shutdown`` closes the handlers.
     """
 
-    _thread: threading.Thread | None  # type: ignore[assignment]
+    _thread: threading.Thread | None
+    queue: Any  # a RecordQueue, or any object with the stdlib queue methods
 
     def __init__(
         self,
@@ -313,7 +320,7 @@ class QueueListener(logging.handlers.QueueListener):
         """Block until every record queued before the call is written; False on timeout."""
         barrier = self._send_barrier()
         if barrier is None:
-            return self.queue.qsize() == 0
+            return bool(self.queue.qsize() == 0)
         return barrier.wait(timeout)
 
     async def aflush(self, timeout: float = 5.0) -> bool:
@@ -325,7 +332,7 @@ class QueueListener(logging.handlers.QueueListener):
         done = loop.create_future()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(True))
+            loop.call_soon_threadsafe(_resolve, done)
 
         barrier.add_done_callback(wake)
         try:
@@ -353,10 +360,8 @@ class QueueListener(logging.handlers.QueueListener):
         loop, event = self._loop, self._wakeup
         if loop is None or event is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed in between
             loop.call_soon_threadsafe(event.set)
-        except RuntimeError:  # the loop has closed in between
-            pass
 
     # -- the listener thread --------------------------------------------------------------
 
@@ -440,10 +445,8 @@ class QueueListener(logging.handlers.QueueListener):
             timeout = None if ours else self.linger * 4
             if self._in_trouble:
                 timeout = min(timeout or self.report_interval, self.report_interval)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
             if ours:
                 q.idle = False
 
@@ -455,7 +458,7 @@ class QueueListener(logging.handlers.QueueListener):
                 item = get()
             except Exception:
                 break
-            if item is self._sentinel:
+            if item is None:  # the stdlib listener's stop sentinel
                 continue
             items.append(item)
         return items
@@ -496,9 +499,7 @@ class QueueListener(logging.handlers.QueueListener):
             record.args = None
         if record.exc_info and not record.exc_text:
             try:
-                record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip(
-                    "\n"
-                )
+                record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             except Exception as exc:
                 record.exc_text = f"<traceback could not be rendered: {type(exc).__name__}>"
         return record
@@ -513,7 +514,7 @@ class QueueListener(logging.handlers.QueueListener):
         tasks = [r.task for r in runners if r.task is not None]
         if tasks:
             remaining = max(0.0, self._deadline - time.monotonic())
-            done, pending = await asyncio.wait(tasks, timeout=remaining)
+            _, pending = await asyncio.wait(tasks, timeout=remaining)
             for task in pending:
                 task.cancel()
             if pending:
@@ -650,16 +651,18 @@ def direct_handler_for(sink: Sink) -> logging.Handler:
     from aiolog._handler import QueueHandler
 
     handler = sink._direct
-    if isinstance(handler, QueueHandler) and handler.listener is not None:
-        if os.getpid() == getattr(handler.listener, "_pid", None):
-            return handler
+    if isinstance(handler, QueueHandler):
+        return handler
     with _direct_lock:
         handler = sink._direct
-        if isinstance(handler, QueueHandler) and handler.listener is not None:
+        if isinstance(handler, QueueHandler):
             return handler
         handler = QueueHandler()
         listener = QueueListener(
-            handler.queue, sink, respect_handler_level=False, name=f"aiolog-direct:{sink.display_name}"
+            handler.queue,
+            sink,
+            respect_handler_level=False,
+            name=f"aiolog-direct:{sink.display_name}",
         )
         listener.start()
         handler.listener = listener

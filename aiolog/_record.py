@@ -106,7 +106,8 @@ def get_message(record: logging.LogRecord) -> str:
         return record.getMessage()
     except Exception as exc:
         msg = _safe_str(record.msg)
-        return f"{msg} [aiolog: could not format message: {type(exc).__name__}: {_safe_str(exc)}; args={safe_repr(record.args)}]"
+        reason = f"{type(exc).__name__}: {_safe_str(exc)}"
+        return f"{msg} [aiolog: could not format message: {reason}; args={safe_repr(record.args)}]"
 
 
 def extra_items(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:

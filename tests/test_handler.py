@@ -288,9 +288,7 @@ def test_filter_may_replace_the_record(logger: logging.Logger) -> None:
     assert ["[redacted]"] == [r.getMessage() for r in queued(qh)]
 
 
-def test_emit_makes_no_blocking_call_on_the_loop(
-    logger: logging.Logger, blockbuster: Any
-) -> None:
+def test_emit_makes_no_blocking_call_on_the_loop(logger: logging.Logger, blockbuster: Any) -> None:
     """blockbuster finds no blocking call in emit on a running loop."""
     qh = QueueHandler()
     logger.addHandler(qh)

@@ -78,7 +78,8 @@ def test_start_and_stop_are_idempotent(logger: logging.Logger) -> None:
     logger.info("one")
     assert listener.stop()
     assert listener.stop()
-    assert thread is not None and not thread.is_alive()
+    assert thread is not None
+    assert not thread.is_alive()
     listener.start()
     logger.info("two")
     assert listener.stop()
