@@ -11,7 +11,7 @@ from typing import Any
 
 from aiolog._handler import QueueHandler
 from aiolog._listener import QueueListener
-from aiolog._queue import OVERFLOW_POLICIES, Overflow
+from aiolog._queue import OVERFLOW_POLICIES, Overflow, RecordQueue
 from aiolog._urls import query_options, redact_url
 
 __all__ = ["Pipeline", "configure", "get_pipeline", "shutdown", "sink"]
@@ -304,6 +304,8 @@ def configure(
             old._stopped = True
             old.listener.stop(exit_timeout)
             old.handler.listener = None
+            if isinstance(old.handler.queue, RecordQueue):
+                old.handler.queue.forward(handler.queue)
             for handler_ in old.owned:
                 handler_.close()
         if capture_warnings:

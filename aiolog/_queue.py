@@ -86,6 +86,8 @@ class RecordQueue:
         self.wake: Callable[[], None] | None = None
         self._space = threading.Condition(threading.Lock())
         self._blocked = 0
+        #: Set by :meth:`forward`: the queue that takes over once this one is retired.
+        self.forward_to: RecordQueue | None = None
         self.offer: Callable[[Any], bool] = self._choose_offer()
 
     def __repr__(self) -> str:
@@ -127,6 +129,9 @@ class RecordQueue:
     def _accepted(self, record: Any) -> bool:
         self._q.put(record)
         self._enqueued.inc()
+        if self.forward_to is not None:  # retired by a reconfigure: pass it on
+            self._forward()
+            return True
         if self.idle:
             self.idle = False
             wake = self.wake
@@ -166,6 +171,29 @@ class RecordQueue:
                 self._blocked -= 1
         self._dropped.inc()
         return False
+
+    def forward(self, target: RecordQueue) -> None:
+        """Retire this queue: move what it holds to ``target``, and every later record too.
+
+        Used when a pipeline is replaced. A producer that picked the old handler just
+        before the swap may still put a record here after the old listener has stopped;
+        it then finds :attr:`forward_to` set (it checks after its put) and moves the
+        record on, or this call finds the record (it drains after setting the
+        attribute). Either way the record reaches ``target`` exactly once.
+        """
+        self.forward_to = target
+        self._forward()
+
+    def _forward(self) -> None:
+        target = self.forward_to
+        assert target is not None
+        get = self._q.get_nowait
+        while True:
+            try:
+                item = get()
+            except queue.Empty:
+                return
+            target.offer(item)
 
     def put_marker(self, item: Any) -> None:
         """Enqueue a control item for the listener, bypassing the bound and the counters."""
