@@ -1,0 +1,601 @@
+"""A sink that appends records to a file, with size and time rotation, retention and gzip.
+
+:class:`FileSink` does the work of :class:`logging.FileHandler`,
+:class:`~logging.handlers.RotatingFileHandler`,
+:class:`~logging.handlers.TimedRotatingFileHandler` and
+:class:`~logging.handlers.WatchedFileHandler` in one small class built for the listener's
+event loop: formatting happens on the loop, every blocking call (open, stat,
+write, rename) goes to the sink's own :attr:`~aiolog.sinks.Sink.executor` through
+``aiofiles``, and compression of rotated files runs on a second daemon thread so that it
+never delays a write.
+
+Configured in code or by URL::
+
+    FileSink("logs/app.jsonl", rotate="10MB", keep=7, compress="gzip")
+    FileSink.from_url("file:logs/app.jsonl?rotate=10MB&keep=7&compress=gzip")
+    FileSink.from_url("file:///var/log/app.jsonl?when=midnight&keep=14&format=logfmt")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime
+import gzip
+import logging
+import os
+import re
+import shutil
+import stat
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiofiles
+from aiofiles.threadpool.binary import AsyncFileIO
+
+from aiolog._executor import DaemonExecutor
+from aiolog._urls import query_options
+from aiolog.sinks._base import Sink
+
+__all__ = ["FileSink"]
+
+#: Largest single ``write`` the sink makes: batches are cut at line boundaries into blocks
+#: of at most this size (a single longer line is still written whole, in one call).
+CHUNK_SIZE = 1 << 20
+
+#: How long :meth:`FileSink.aclose` waits for a running compression.
+COMPRESS_WAIT = 5.0
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE_RE = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?:(?P<unit>[kmg])(?:i?b)?|b)?", re.I)
+
+_INTERVALS = {"S": 1, "M": 60, "H": 60 * 60, "D": 24 * 60 * 60}
+_WHEN_ALIASES = {"HOURLY": "H", "DAILY": "D"}
+_WHENS = frozenset(_INTERVALS) | {"MIDNIGHT"} | {f"W{day}" for day in range(7)}
+
+_STAMP_FORMAT = "%Y-%m-%dT%H-%M-%S"
+_STAMP_RE = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}"
+
+#: Keys a ``file:`` URL's query may set: the keyword options of :class:`FileSink`.
+_URL_OPTIONS = frozenset(
+    {"format", "rotate", "when", "keep", "compress", "mode", "encoding", "level"}
+)
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+def _bad(option: str, value: object, why: str) -> ValueError:
+    return ValueError(f"FileSink: bad {option}={value!r}: {why}")
+
+
+def _parse_size(value: int | str) -> int:
+    """Return *value* in bytes: an ``int``, or a string such as ``"500KB"`` or ``"1.5MiB"``.
+
+    Units are binary, as in logrotate: ``K``/``KB``/``KiB`` = 1024, ``M``/``MB``/``MiB`` =
+    1024², ``G``/``GB``/``GiB`` = 1024³, any case; no unit (or ``B``) means bytes. Raise
+    :class:`ValueError` naming ``rotate`` unless the result is at least one byte.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE_RE.fullmatch(value.strip())):
+        unit = (match["unit"] or "").lower()
+        size = int(float(match["number"]) * _UNITS[unit])
+    else:
+        raise _bad("rotate", value, "expected a size in bytes or a string like '10MB', '1.5GiB'")
+    if size < 1:
+        raise _bad("rotate", value, "the size must be at least one byte")
+    return size
+
+
+def _parse_when(value: str) -> str:
+    if isinstance(value, str):
+        key = value.strip().upper()
+        key = _WHEN_ALIASES.get(key, key)
+        if key in _WHENS:
+            return key
+    raise _bad(
+        "when", value, "expected 'midnight', 'S', 'M', 'H', 'D', 'W0'-'W6', 'hourly' or 'daily'"
+    )
+
+
+def _parse_keep(value: int | str) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise _bad("keep", value, "expected a non-negative integer")
+
+
+def _parse_mode(value: int | str) -> int:
+    try:
+        mode = int(value.removeprefix("0o"), 8) if isinstance(value, str) else value
+    except ValueError:
+        mode = -1
+    if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o777:
+        return mode
+    raise _bad(
+        "mode", value, "expected permission bits up to 0o777, such as 0o640 ('640' in a URL)"
+    )
+
+
+def _parse_level(value: int | str) -> int | str:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and isinstance(logging.getLevelName(value.upper()), int):
+        return value.upper()
+    raise _bad("level", value, "expected a level name such as 'INFO' or a number")
+
+
+def _next_rollover(when: str, now: float) -> float:
+    """When a file opened (or last rotated) at *now* rotates, as a timestamp.
+
+    As :meth:`logging.handlers.TimedRotatingFileHandler.computeRollover` in local time:
+    ``S``/``M``/``H``/``D`` rotate one interval after *now*; ``MIDNIGHT`` at the next local
+    midnight; ``Wn`` at the midnight that starts weekday *n* (0 is Monday), a week later if
+    that is today. Daylight-saving changes are handled by :meth:`datetime.datetime.timestamp`.
+    """
+    if when in _INTERVALS:
+        return now + _INTERVALS[when]
+    day = datetime.datetime.fromtimestamp(now).date() + datetime.timedelta(days=1)
+    if when.startswith("W"):
+        day += datetime.timedelta(days=(int(when[1]) - day.weekday()) % 7)
+    return datetime.datetime.combine(day, datetime.time()).timestamp()
+
+
+def _notice(message: str) -> None:
+    """Tell the operator about a failure that loses no record (rotation, compression)."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(f"aiolog: {message}\n")
+    except Exception:  # pragma: no cover - stderr closed or broken: nothing left to tell
+        pass
+
+
+def _check_writable(path: str) -> None:
+    """Raise :class:`ValueError` naming *path* unless the sink can create and append to it."""
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise _bad("path", path, f"cannot create its directory: {exc.strerror or exc}") from None
+    if os.path.isdir(path):
+        raise _bad("path", path, "it is a directory")
+    if os.path.lexists(path):
+        if not os.access(path, os.W_OK):
+            raise _bad("path", path, "the file is not writable")
+    elif not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        raise _bad("path", path, f"cannot create files in {directory!r}")
+
+
+def _gzip_file(path: str) -> None:
+    """Compress *path* to ``path.gz`` (via a temporary name) and remove *path*.
+
+    The compressed file keeps the permission bits and times of the original, so a log
+    created ``0o640`` does not become world-readable by being compressed.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:  # already pruned by retention
+        return
+    target = f"{path}.gz"
+    tmp = f"{target}.tmp"
+    try:
+        with open(path, "rb") as src:
+            if os.path.lexists(tmp):
+                os.remove(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
+            with open(fd, "wb") as raw:
+                name = os.path.basename(path)
+                with gzip.GzipFile(name, "wb", fileobj=raw, mtime=int(st.st_mtime)) as gz:
+                    shutil.copyfileobj(src, gz, CHUNK_SIZE)
+                raw.flush()
+                os.fsync(raw.fileno())
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    os.remove(path)
+
+
+class FileSink(Sink):
+    """Append formatted records to a file, one whole line per record; rotate it if asked.
+
+    Each batch becomes one block of lines, written with one ``write`` call on a file opened
+    ``O_APPEND`` and unbuffered (blocks over :data:`CHUNK_SIZE` are cut at line boundaries),
+    so **several processes may append to one file**: on a local file system their lines
+    never interleave (NFS does not promise this). Before each batch the sink checks that
+    the path still names the file it has open and reopens it if not, like
+    :class:`~logging.handlers.WatchedFileHandler`, so logrotate may move or remove the file.
+
+    Rotation is done by this process alone: **several processes rotating one file is not
+    supported** (they would race to rename it). Let one process rotate, or rotate with
+    logrotate and let every process reopen.
+
+    :param path: The file to append to. A relative path is resolved against the current
+        directory now, at configure time. Missing directories are created.
+    :param format: ``"json"``, ``"logfmt"`` or ``"text"``: the formatter from
+        :func:`aiolog.formatting.formatter_for`. A formatter set later with
+        :meth:`~logging.Handler.setFormatter` (as ``dictConfig`` does) wins.
+    :param rotate: Rotate before a batch that would take the file over this size: bytes as
+        an ``int``, or a string such as ``"500KB"``, ``"10MB"``, ``"1.5GiB"`` (units are
+        binary, 1 KB = 1024 bytes, as in logrotate). A batch larger than the limit is still
+        written whole, to a fresh file.
+    :param when: Rotate at a time, computed like
+        :class:`~logging.handlers.TimedRotatingFileHandler` in local time: ``"midnight"``,
+        ``"S"``, ``"M"``, ``"H"``, ``"D"`` (one interval after the file was started) or
+        ``"W0"``-``"W6"`` (the midnight starting that weekday, Monday is 0). ``"hourly"`` and
+        ``"daily"`` are aliases of ``"H"`` and ``"D"``; use ``"midnight"`` for calendar days.
+        The rotation happens with the first batch written after that time; a file left from
+        an earlier run is dated by its modification time.
+    :param keep: How many rotated files to keep (compressed or not); older ones are
+        deleted. ``None`` keeps them all.
+    :param compress: ``"gzip"`` compresses rotated files on a separate thread.
+    :param mode: Permission bits of a file the sink creates (the umask still applies).
+    :param encoding: Encoding of the text; characters it cannot encode, lone surrogates
+        included, are written as backslash escapes rather than failing the batch.
+    :param level: The handler's level.
+
+    A rotated file is renamed ``{stem}.{YYYY-MM-DDTHH-MM-SS}{suffix}`` next to the file
+    (``app.jsonl`` becomes ``app.2026-11-24T21-25-22.jsonl``), stamped with the local time
+    of the rotation (for time rotation, the scheduled time), with ``.1``, ``.2``, ... before
+    the suffix if that name is taken, and ``.gz`` appended once compressed. Retention only
+    ever deletes files whose names match this pattern exactly.
+
+    Every bad option raises :class:`ValueError` naming the option and the value, here at
+    configure time, not at the first write: so does a path that cannot be written.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str = "json",
+        rotate: int | str | None = None,
+        when: str | None = None,
+        keep: int | str | None = None,
+        compress: str | None = None,
+        mode: int | str = 0o640,
+        encoding: str = "utf-8",
+        level: int | str = logging.NOTSET,
+    ) -> None:
+        try:
+            super().__init__(_parse_level(level))
+        except (TypeError, ValueError) as exc:
+            raise _bad("level", level, str(exc)) from None
+        #: The absolute path of the file.
+        self.path: str = os.path.abspath(os.fspath(path))
+        #: Size limit in bytes, or ``None``.
+        self.max_bytes: int | None = None if rotate is None else _parse_size(rotate)
+        #: Canonical rotation time (``"MIDNIGHT"``, ``"H"``, ``"W0"``, ...), or ``None``.
+        self.when: str | None = None if when is None else _parse_when(when)
+        #: Number of rotated files kept, or ``None`` for all.
+        self.keep: int | None = None if keep is None else _parse_keep(keep)
+        if compress is not None and (not isinstance(compress, str) or compress.lower() != "gzip"):
+            raise _bad("compress", compress, "expected 'gzip'")
+        #: ``"gzip"`` or ``None``.
+        self.compress: str | None = None if compress is None else "gzip"
+        #: Permission bits of new files.
+        self.mode: int = _parse_mode(mode)
+        try:
+            bom = "".encode(encoding)
+        except (LookupError, TypeError):
+            raise _bad("encoding", encoding, "not a known text encoding") from None
+        if bom:  # utf-16, utf-8-sig...: a mark per batch would corrupt the file
+            raise _bad("encoding", encoding, "encodings that write a byte-order mark are refused")
+        #: Text encoding of the file.
+        self.encoding: str = encoding
+        from aiolog.formatting import formatter_for
+
+        try:
+            self.formatter = formatter_for(format)
+        except ValueError as exc:
+            raise _bad("format", format, str(exc)) from None
+        _check_writable(self.path)
+        rotating = self.max_bytes is not None or self.when is not None
+        if rotating and os.path.exists(self.path) and not stat.S_ISREG(os.stat(self.path).st_mode):
+            raise _bad("path", self.path, "only a regular file can be rotated")
+        self.url = f"file:{self.path}"
+
+        directory, name = os.path.split(self.path)
+        stem, suffix = os.path.splitext(name)
+        self._directory = directory
+        self._stem = stem
+        self._suffix = suffix
+        self._rotated_re = re.compile(
+            rf"{re.escape(stem)}\.(?P<stamp>{_STAMP_RE})(?:\.(?P<n>\d+))?"
+            rf"{re.escape(suffix)}(?:\.gz)?"
+        )
+        # State below is touched by the executor thread (between awaits of the loop).
+        self._fd: int | None = None
+        self._dev_ino: tuple[int, int] = (0, 0)
+        self._file: AsyncFileIO | None = None
+        self._file_loop: asyncio.AbstractEventLoop | None = None
+        #: Clock for time rotation and the names of rotated files (tests replace it).
+        self._now: Callable[[], float] = time.time
+        self._rollover_at: float | None = None
+        self._rotate_failing = False
+        self._compressor: DaemonExecutor | None = None
+        self._compressions: list[concurrent.futures.Future[None]] = []
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> FileSink:
+        """Build a sink from ``file:PATH?OPTIONS``; keyword *options* override the query.
+
+        ``file:logs/app.jsonl`` is relative to the current directory, ``file:/var/log/x``
+        and ``file:///var/log/x`` are absolute; the path is percent-decoded (write ``#`` as
+        ``%23``). The query takes the keyword options of :class:`FileSink`, for example
+        ``?format=logfmt&rotate=10MB&when=midnight&keep=7&compress=gzip&level=INFO``
+        (``mode`` in octal). An unknown or repeated key raises :class:`ValueError`.
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme.lower() != "file":
+            raise _bad("url", url, "expected a 'file:' URL")
+        if parts.netloc not in ("", "localhost"):
+            raise _bad(
+                "url",
+                url,
+                f"it names the host {parts.netloc!r}: write file:relative/path or "
+                "file:///absolute/path",
+            )
+        if parts.fragment:
+            raise _bad("url", url, "a '#' in the path must be written '%23'")
+        try:
+            path = urllib.parse.unquote(parts.path, errors="strict")
+        except UnicodeDecodeError:
+            raise _bad("url", url, "the path is not percent-encoded UTF-8") from None
+        if not path:
+            raise _bad("url", url, "the path is empty")
+        query = query_options(url)
+        unknown = sorted(set(query) - _URL_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"FileSink: unknown option {unknown[0]!r} in {url!r}; "
+                f"known: {', '.join(sorted(_URL_OPTIONS))}"
+            )
+        sink = cls(path, **{**query, **options})
+        sink.url = url
+        return sink
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start the executor, and the compression thread if rotated files are compressed.
+
+        The file itself is opened by the first :meth:`write`.
+        """
+        super().open()
+        if self.compress and self.keep != 0:
+            if self._compressor is None:
+                self._compressor = DaemonExecutor(f"aiolog-compress:{self.display_name}")
+            self._compressor.start()
+
+    async def write(self, records: Sequence[logging.LogRecord]) -> None:
+        """Append *records*, one line each, rotating or reopening the file first if needed."""
+        chunks, size = self._encode(records)
+        if not chunks:
+            return
+        loop = asyncio.get_running_loop()
+        changed = await loop.run_in_executor(self.executor, self._prepare, size)
+        if changed or self._file is None or self._file_loop is not loop:
+            assert self._fd is not None
+            # The sink owns the descriptor (closefd=False): close() and after_fork() act on
+            # it without reaching into aiofiles, and a dropped wrapper closes nothing.
+            self._file = await aiofiles.open(
+                self._fd, "ab", buffering=0, closefd=False, executor=self.executor
+            )
+            self._file_loop = loop
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                written = await self._file.write(view)
+                if not written:
+                    raise OSError(f"write to {self.path!r} made no progress")
+                view = view[written:]
+
+    async def aclose(self) -> None:
+        """Wait (at most :data:`COMPRESS_WAIT` seconds) for compression, then close the file."""
+        self._file = None
+        if self._fd is None and self._compressor is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self._finish)
+
+    def after_fork(self) -> None:
+        """Forget, without closing, the parent's file descriptor and compression thread."""
+        self._file = None
+        self._fd = None
+        if self._compressor is not None:
+            self._compressor.after_fork()
+        self._compressions = []
+        super().after_fork()
+
+    def close(self) -> None:
+        """Close the file if it is still open (``logging.shutdown``), then as a handler.
+
+        The descriptor is closed on the executor, after any write in flight, so that no
+        write can land in a file that reuses the number; if the executor is gone or stuck,
+        it is closed here or left alone respectively.
+        """
+        if self._fd is not None:
+            try:
+                self.executor.submit(self._close_fd).result(timeout=1.0)
+            except RuntimeError:  # executor shut down: no write can be in flight
+                self._close_fd()
+            except concurrent.futures.TimeoutError:  # a write is stuck: do not race it
+                pass
+        self._file = None
+        super().close()
+
+    def wait_compressed(self, timeout: float | None = None) -> bool:
+        """Block until every rotated file queued for compression is done; ``False`` on timeout.
+
+        Compression (and, with it, retention) runs on its own thread; tests and shutdown
+        code use this as the barrier.
+        """
+        pending = [f for f in self._compressions if not f.done()]
+        _, not_done = concurrent.futures.wait(pending, timeout)
+        self._compressions = [f for f in self._compressions if not f.done()]
+        return not not_done
+
+    # -- the loop side ---------------------------------------------------------------------
+
+    def _encode(self, records: Sequence[logging.LogRecord]) -> tuple[list[bytes], int]:
+        """Format and encode *records* into blocks of whole lines of at most CHUNK_SIZE."""
+        chunks: list[bytes] = []
+        lines: list[bytes] = []
+        pending = total = 0
+        for record in records:
+            try:
+                text = self.format(record)
+            except Exception:
+                self.handleError(record)
+                continue
+            line = f"{text}\n".encode(self.encoding, "backslashreplace")
+            if lines and pending + len(line) > CHUNK_SIZE:
+                chunks.append(b"".join(lines))
+                lines, pending = [], 0
+            lines.append(line)
+            pending += len(line)
+            total += len(line)
+        if lines:
+            chunks.append(b"".join(lines))
+        return chunks, total
+
+    # -- the executor side -----------------------------------------------------------------
+
+    def _prepare(self, size: int) -> bool:
+        """Reopen the file if it was moved away, rotate it if due; True if the fd changed."""
+        changed = False
+        if self._fd is not None and self._moved_away():
+            self._close_fd()
+        if self._fd is None:
+            self._open_fd()
+            changed = True
+        if (self.max_bytes or self.when) and self._rotate_if_due(size):
+            changed = True
+        return changed
+
+    def _open_fd(self) -> None:
+        os.makedirs(self._directory, exist_ok=True)
+        fd = os.open(self.path, _OPEN_FLAGS, self.mode)
+        st = os.fstat(fd)
+        self._fd = fd
+        self._dev_ino = (st.st_dev, st.st_ino)
+        if self.when and self._rollover_at is None:
+            started = st.st_mtime if st.st_size else self._now()
+            self._rollover_at = _next_rollover(self.when, started)
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _moved_away(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._dev_ino
+
+    def _rotate_if_due(self, size: int) -> bool:
+        assert self._fd is not None
+        st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        now = self._now()
+        timed = self._rollover_at is not None and now >= self._rollover_at
+        if st.st_size == 0:
+            if timed and self.when:  # nothing to rotate: start the next interval
+                self._rollover_at = _next_rollover(self.when, now)
+            return False
+        if not timed and not (self.max_bytes and st.st_size + size > self.max_bytes):
+            return False
+        stamp = self._rollover_at if timed and self._rollover_at is not None else now
+        target = self._rotated_name(stamp)
+        try:
+            os.rename(self.path, target)
+        except OSError as exc:
+            if not self._rotate_failing:
+                _notice(f"{self.display_name}: cannot rotate to {target!r}, appending: {exc}")
+            self._rotate_failing = True
+            return False
+        self._rotate_failing = False
+        if self.when:
+            self._rollover_at = _next_rollover(self.when, now)
+        self._close_fd()
+        self._after_rotation(target)
+        self._open_fd()
+        return True
+
+    def _rotated_name(self, stamp: float) -> str:
+        text = time.strftime(_STAMP_FORMAT, time.localtime(stamp))
+        n = 0
+        while True:
+            tag = f"{text}.{n}" if n else text
+            name = os.path.join(self._directory, f"{self._stem}.{tag}{self._suffix}")
+            if not os.path.lexists(name) and not os.path.lexists(f"{name}.gz"):
+                return name
+            n += 1
+
+    def _after_rotation(self, rotated: str) -> None:
+        """Compress *rotated* on the compression thread then prune, or prune now."""
+        if self.compress and self.keep != 0:
+            if self._compressor is None:
+                self._compressor = DaemonExecutor(f"aiolog-compress:{self.display_name}")
+            try:
+                future = self._compressor.submit(self._compress_and_prune, rotated)
+            except RuntimeError as exc:  # no new thread at interpreter exit: keep it as is
+                _notice(f"{self.display_name}: left {rotated!r} uncompressed: {exc}")
+            else:
+                self._compressions = [f for f in self._compressions if not f.done()]
+                self._compressions.append(future)
+                return
+        self._prune()
+
+    def _compress_and_prune(self, rotated: str) -> None:
+        try:
+            _gzip_file(rotated)
+        except OSError as exc:
+            _notice(f"{self.display_name}: could not compress {rotated!r}: {exc}")
+        self._prune()
+
+    def _prune(self) -> None:
+        """Delete the oldest rotated files (compressed or not) beyond :attr:`keep`."""
+        if self.keep is None:
+            return
+        groups: dict[tuple[str, int], list[str]] = {}
+        try:
+            names = os.listdir(self._directory)
+        except OSError as exc:
+            _notice(f"{self.display_name}: cannot list {self._directory!r}: {exc}")
+            return
+        for name in names:
+            match = self._rotated_re.fullmatch(name)
+            if match:
+                key = (match["stamp"], int(match["n"] or 0))
+                groups.setdefault(key, []).append(name)
+        for key in sorted(groups, reverse=True)[self.keep :]:
+            for name in groups[key]:
+                try:
+                    os.remove(os.path.join(self._directory, name))
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    _notice(f"{self.display_name}: cannot delete {name!r}: {exc}")
+
+    def _finish(self) -> None:
+        """On the executor: wait for compression (bounded), stop its thread, close the file."""
+        if self.wait_compressed(COMPRESS_WAIT) and self._compressor is not None:
+            self._compressor.shutdown(wait=True)
+            self._compressor = None
+        self._close_fd()

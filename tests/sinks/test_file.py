@@ -1,0 +1,700 @@
+"""FileSink: whole lines, rotation, retention, compression, reopening, several processes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import gzip
+import json
+import logging
+import multiprocessing
+import os
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiolog.sinks import file as file_module
+from aiolog.sinks.file import FileSink
+
+pytestmark = pytest.mark.timeout(20)
+
+ROTATED = re.compile(r"app\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d+)?\.jsonl(\.gz)?")
+
+
+def record(msg: str, level: int = logging.INFO) -> logging.LogRecord:
+    """A real record, as a logger makes it."""
+    return logging.getLogger("t").makeRecord("t", level, __file__, 1, msg, (), None)
+
+
+def plain(sink: FileSink) -> FileSink:
+    """Give *sink* a ``%(message)s`` formatter (the lines are then the messages)."""
+    sink.setFormatter(logging.Formatter("%(message)s"))
+    return sink
+
+
+def write(sink: FileSink, *batches: list[str], close: bool = True) -> None:
+    """Write each batch of messages with one ``write`` call, then ``aclose`` the sink."""
+
+    async def main() -> None:
+        for batch in batches:
+            await sink.write([record(m) for m in batch])
+        if close:
+            await sink.aclose()
+
+    asyncio.run(main(), debug=True)
+
+
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> float:
+    """A timestamp from local wall-clock fields."""
+    return datetime.datetime(year, month, day, hour, minute, sec).timestamp()
+
+
+class Clock:
+    """A settable clock for the sink's ``_now``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def make_sink() -> Iterator[Callable[..., FileSink]]:
+    """Build opened sinks with a plain formatter and stop their threads after the test."""
+    sinks: list[FileSink] = []
+
+    def make(path: str | os.PathLike[str], **options: Any) -> FileSink:
+        sink = plain(FileSink(path, **options))
+        sink.open()
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.wait_compressed(5)
+        sink.executor.shutdown(wait=True)
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text("utf-8").splitlines()
+
+
+def rotated(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ROTATED.fullmatch(p.name))
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def test_lines_written_whole_and_in_order(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """Every record becomes one line, in order, across batches and reopenings."""
+    path = tmp_path / "app.jsonl"
+    sink = make_sink(path)
+    write(sink, ["one", "two"], ["three"])
+    write(sink, ["four"])
+    assert ["one", "two", "three", "four"] == lines(path)
+
+
+def test_directories_created(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """Missing parent directories are created (at configure time already)."""
+    path = tmp_path / "a" / "b" / "c" / "app.jsonl"
+    sink = make_sink(path)
+    assert path.parent.is_dir()
+    write(sink, ["x"])
+    assert ["x"] == lines(path)
+
+
+def test_new_file_mode(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """A new file is created 0o640 by default, or with the given mode, under umask 022."""
+    old = os.umask(0o022)
+    try:
+        write(make_sink(tmp_path / "default.log"), ["x"])
+        write(make_sink(tmp_path / "private.log", mode=0o600), ["x"])
+    finally:
+        os.umask(old)
+    assert 0o640 == (tmp_path / "default.log").stat().st_mode & 0o777
+    assert 0o600 == (tmp_path / "private.log").stat().st_mode & 0o777
+
+
+def test_relative_path_resolved_at_configure_time(
+    tmp_path: Path, make_sink: Callable[..., FileSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path is resolved against the cwd when the sink is built, not later."""
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    sink = make_sink("logs/app.jsonl")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    write(sink, ["x"])
+    assert str(tmp_path / "logs" / "app.jsonl") == sink.path
+    assert ["x"] == lines(tmp_path / "logs" / "app.jsonl")
+    assert not (tmp_path / "elsewhere" / "logs").exists()
+
+
+def test_lone_surrogate_written_escaped(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """A lone surrogate cannot fail the batch: it is written as a backslash escape."""
+    path = tmp_path / "app.log"
+    write(make_sink(path), ["before", "bad \udc80 char", "after"])
+    assert b"before\nbad \\udc80 char\nafter\n" == path.read_bytes()
+
+
+def test_multi_megabyte_message_written_whole(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """A 5 MB message (larger than one write chunk) arrives whole, between its neighbours."""
+    path = tmp_path / "app.log"
+    big = "".join(chr(ord("a") + i % 26) for i in range(5_000_000))
+    write(make_sink(path), ["small", big, "tail"] + [f"n{i}" * 1000 for i in range(600)])
+    got = lines(path)
+    assert ["small", big, "tail"] == got[:3]
+    assert [f"n{i}" * 1000 for i in range(600)] == got[3:]
+
+
+def test_format_error_skips_only_that_record(
+    tmp_path: Path, make_sink: Callable[..., FileSink], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record the formatter cannot format goes to handleError; the rest are written."""
+    path = tmp_path / "app.log"
+    sink = make_sink(path)
+    sink.setFormatter(logging.Formatter("%(message)s %(missing)s"))
+    good = record("good")
+    good.missing = "field"
+
+    async def main() -> None:
+        await sink.write([record("bad"), good])
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert ["good field"] == lines(path)
+    assert "KeyError" in capsys.readouterr().err
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_from_url_absolute_forms(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """``file:///abs`` and ``file:/abs`` name the same absolute, percent-decoded path."""
+    path = tmp_path / "my app#1.log"
+    quoted = urllib.parse.quote(str(path))
+    for url in (f"file://{quoted}", f"file:{quoted}", f"file://localhost{quoted}"):
+        sink = plain(FileSink.from_url(url))
+        assert str(path) == sink.path
+        assert url == sink.url
+    write(plain(FileSink.from_url(f"file://{quoted}")), ["x"])
+    assert ["x"] == lines(path)
+
+
+def test_from_url_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``file:logs/app.jsonl`` is relative to the current directory."""
+    monkeypatch.chdir(tmp_path)
+    sink = FileSink.from_url("file:logs/app.jsonl")
+    assert str(tmp_path / "logs" / "app.jsonl") == sink.path
+    assert "file:logs/app.jsonl" == sink.url
+
+
+def test_from_url_options(tmp_path: Path) -> None:
+    """Query options are parsed; keyword options override them."""
+    url = (
+        f"file://{tmp_path}/app.jsonl?rotate=10MB&when=midnight&keep=7&compress=gzip"
+        "&level=INFO&mode=600&encoding=latin-1"
+    )
+    sink = FileSink.from_url(url)
+    assert (10 * 1024 * 1024, "MIDNIGHT", 7, "gzip") == (
+        sink.max_bytes,
+        sink.when,
+        sink.keep,
+        sink.compress,
+    )
+    assert (logging.INFO, 0o600, "latin-1") == (sink.level, sink.mode, sink.encoding)
+    sink = FileSink.from_url(url, keep=2, rotate=1000, level=logging.ERROR)
+    assert (1000, 2, logging.ERROR) == (sink.max_bytes, sink.keep, sink.level)
+    assert f"file:{tmp_path}/plain.log" == FileSink(tmp_path / "plain.log").url
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1234, 1234),
+        ("1234", 1234),
+        ("500KB", 500 * 1024),
+        ("500kb", 500 * 1024),
+        ("10MB", 10 * 1024**2),
+        ("10 MiB", 10 * 1024**2),
+        ("1.5MB", int(1.5 * 1024**2)),
+        ("1GB", 1024**3),
+        ("2gib", 2 * 1024**3),
+        ("64k", 64 * 1024),
+        ("100B", 100),
+    ],
+)
+def test_rotate_sizes(tmp_path: Path, value: int | str, expected: int) -> None:
+    """``rotate`` takes bytes or a size with binary units, in any case."""
+    assert expected == FileSink(tmp_path / "app.log", rotate=value).max_bytes
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("midnight", "MIDNIGHT"), ("h", "H"), ("hourly", "H"), ("daily", "D"), ("W6", "W6")],
+)
+def test_when_values(tmp_path: Path, value: str, expected: str) -> None:
+    """``when`` takes TimedRotatingFileHandler's values, any case, and two aliases."""
+    assert expected == FileSink(tmp_path / "app.log", when=value).when
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("rotate", "10XB"),
+        ("rotate", "MB"),
+        ("rotate", 0),
+        ("rotate", -5),
+        ("rotate", "0.0001KB"),
+        ("rotate", True),
+        ("when", "weekly"),
+        ("when", "W7"),
+        ("when", ""),
+        ("keep", -1),
+        ("keep", "two"),
+        ("keep", 1.5),
+        ("compress", "zip"),
+        ("mode", "9"),
+        ("mode", 0o10000),
+        ("mode", 640),  # decimal by mistake: 0o1200
+        ("encoding", "no-such-codec"),
+        ("encoding", "base64"),
+        ("encoding", "utf-16"),
+        ("level", "LOUD"),
+        ("format", "xml"),
+    ],
+)
+def test_bad_option(tmp_path: Path, option: str, value: Any) -> None:
+    """Every bad option raises ValueError at construction, naming option and value."""
+    options: dict[str, Any] = {option: value}
+    with pytest.raises(ValueError) as info:
+        FileSink(tmp_path / "app.log", **options)
+    assert f"{option}={value!r}" in str(info.value)
+    assert not (tmp_path / "app.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("rotat=10MB", "'rotat'"),
+        ("rotate=lots", "rotate='lots'"),
+        ("keep=", "keep=''"),
+        ("when=yearly", "when='yearly'"),
+        ("keep=1&keep=2", "'keep'"),
+    ],
+)
+def test_bad_url_query(tmp_path: Path, query: str, named: str) -> None:
+    """An unknown, repeated or bad query option raises ValueError naming it."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        FileSink.from_url(f"file://{tmp_path}/app.log?{query}")
+
+
+@pytest.mark.parametrize(
+    "url", ["file://logs/app.log", "http://example.com/app.log", "file:", "file:/x/a#b"]
+)
+def test_bad_url(url: str) -> None:
+    """A host in a file URL, another scheme, no path or a fragment raise ValueError."""
+    with pytest.raises(ValueError, match=re.escape(repr(url))):
+        FileSink.from_url(url)
+
+
+def test_unwritable_paths(tmp_path: Path) -> None:
+    """A path that cannot be written raises ValueError naming it, even for root."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    for path in (
+        str(tmp_path / "afile" / "app.log"),  # parent is a file
+        str(tmp_path / "afile" / "sub" / "app.log"),
+        str(tmp_path / "adir"),  # a directory
+        "/proc/aiolog-test/app.log",  # cannot create a directory in /proc
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"path={path!r}")):
+            FileSink(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_read_only_directory(tmp_path: Path) -> None:
+    """A path in a directory without write permission raises ValueError naming it."""
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(ValueError, match="path="):
+        FileSink(tmp_path / "ro" / "app.log")
+
+
+def test_rotating_a_non_regular_file_is_refused() -> None:
+    """Rotation of something that is not a regular file (/dev/null) is refused."""
+    with pytest.raises(ValueError, match="regular file"):
+        FileSink("/dev/null", rotate="1MB")
+
+
+# -- formatters -------------------------------------------------------------------------------
+
+
+def test_default_format_is_json(tmp_path: Path) -> None:
+    """Without a formatter set, lines are JSON from aiolog.formatting."""
+    path = tmp_path / "app.jsonl"
+    sink = FileSink(path)
+    sink.open()
+    write(sink, ["hello"])
+    sink.executor.shutdown()
+    assert "hello" in json.loads(path.read_text())["message"]
+
+
+def test_format_option_and_set_formatter(tmp_path: Path) -> None:
+    """``format=`` picks a formatter from formatter_for; setFormatter (dictConfig) wins."""
+    from aiolog.formatting import formatter_for
+
+    sink = FileSink(tmp_path / "app.log", format="logfmt")
+    assert type(formatter_for("logfmt")) is type(sink.formatter)
+    explicit = logging.Formatter("%(levelname)s %(message)s")
+    sink.setFormatter(explicit)
+    assert explicit is sink.formatter
+
+
+# -- external rotation, fork, close -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("removed", [False, True], ids=["renamed", "removed"])
+def test_reopens_after_external_rotation(
+    tmp_path: Path, make_sink: Callable[..., FileSink], removed: bool
+) -> None:
+    """A file moved or removed by logrotate is recreated at the path before the next batch."""
+    path = tmp_path / "app.log"
+    moved = tmp_path / "app.log.1"
+    sink = make_sink(path)
+
+    async def main() -> None:
+        await sink.write([record("old")])
+        os.rename(path, moved)
+        if removed:
+            os.remove(moved)
+        await sink.write([record("new")])
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert ["new"] == lines(path)
+    assert removed or ["old"] == lines(moved)
+
+
+def test_after_fork_drops_the_file(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """after_fork forgets the descriptor without closing it; the next write reopens."""
+    path = tmp_path / "app.log"
+    sink = make_sink(path)
+    write(sink, ["parent"], close=False)
+    fd = sink._fd
+    assert fd is not None
+    sink.after_fork()
+    try:
+        assert sink._fd is None
+        os.fstat(fd)  # still open: it belonged to the "parent"
+        sink.open()
+        write(sink, ["child"])
+        assert ["parent", "child"] == lines(path)
+    finally:
+        os.close(fd)
+
+
+def test_close_closes_the_file(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """The synchronous close() (logging.shutdown) closes a file left open."""
+    sink = make_sink(tmp_path / "app.log")
+    write(sink, ["x"], close=False)
+    fd = sink._fd
+    assert fd is not None
+    sink.close()
+    assert sink._fd is None
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+# -- rotation ---------------------------------------------------------------------------------
+
+
+def read_all(directory: Path) -> list[str]:
+    """Lines of the rotated files, oldest first, then of the current file."""
+    out: list[str] = []
+    for name in rotated(directory):
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(directory / name, "rt", encoding="utf-8") as f:
+            out += f.read().splitlines()
+    return out + lines(directory / "app.jsonl")
+
+
+def numbered(count: int, width: int = 99) -> list[str]:
+    """Messages of exactly *width* characters (lines of width + 1 bytes)."""
+    return [f"{i:05d}".ljust(width, ".") for i in range(count)]
+
+
+def test_size_rotation_keeps_every_record(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """Size rotation happens between batches: no record lost or duplicated, none too big."""
+    sink = make_sink(tmp_path / "app.jsonl", rotate=1000)
+    sink._now = clock = Clock(local(2026, 11, 24, 12, 0, 0))
+    messages = numbered(60)
+
+    async def main() -> None:
+        for i in range(0, 60, 3):  # batches of 300 bytes: 3 per file
+            await sink.write([record(m) for m in messages[i : i + 3]])
+            clock.now += 1
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert messages == read_all(tmp_path)
+    names = rotated(tmp_path)
+    assert 6 == len(names)  # 9 records (900 bytes) per file, 6 left in the current one
+    assert "app.2026-11-24T12-00-03.jsonl" == names[0]
+    assert all(900 == (tmp_path / n).stat().st_size for n in names)
+
+
+def test_size_rotation_keep(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """With keep=2 exactly two rotated files remain, holding the newest records."""
+    sink = make_sink(tmp_path / "app.jsonl", rotate=1000, keep=2)
+    sink._now = clock = Clock(local(2026, 11, 24, 12, 0, 0))
+    messages = numbered(60)
+
+    async def main() -> None:
+        for i in range(0, 60, 3):
+            await sink.write([record(m) for m in messages[i : i + 3]])
+            clock.now += 1
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert 2 == len(rotated(tmp_path))
+    assert messages[-24:] == read_all(tmp_path)  # 2 files of 9 records + 6 in the current one
+
+
+def test_batch_larger_than_limit_written_whole(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """A batch over the limit goes whole into a file; an empty file is never rotated."""
+    path = tmp_path / "app.jsonl"
+    sink = make_sink(path, rotate=100)
+    write(sink, numbered(5), ["next"])
+    assert [numbered(5)] == [lines(tmp_path / n) for n in rotated(tmp_path)]
+    assert ["next"] == lines(path)
+
+
+def test_name_collisions_and_retention_spare_other_files(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """Rotations in one second get .1, .2; retention deletes only matching names."""
+    others = [
+        "app.jsonl.bak",
+        "app.2026-11-24.jsonl",
+        "app.2026-11-24T00-00-00.log",
+        "other.2026-11-24T00-00-00.jsonl",
+        "app.2026-11-24T00-00-00.jsonl.gz.tmp",
+        "app.2026-11-24T00-00-00.x.jsonl",
+    ]
+    for name in others:
+        (tmp_path / name).write_text("keep me")
+    sink = make_sink(tmp_path / "app.jsonl", rotate=10, keep=2)
+    sink._now = Clock(local(2026, 11, 24, 12, 0, 0))
+    write(sink, ["a" * 10], ["b" * 10], ["c" * 10], ["d" * 10])
+    assert [
+        "app.2026-11-24T12-00-00.1.jsonl",
+        "app.2026-11-24T12-00-00.2.jsonl",
+    ] == rotated(tmp_path)
+    assert ["b" * 10] == lines(tmp_path / "app.2026-11-24T12-00-00.1.jsonl")
+    assert ["d" * 10] == lines(tmp_path / "app.jsonl")
+    for name in others:
+        assert "keep me" == (tmp_path / name).read_text()
+
+
+def test_time_rotation_at_midnight(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """when=midnight rotates with the first batch after local midnight, named for midnight."""
+    path = tmp_path / "app.jsonl"
+    sink = make_sink(path, when="midnight")
+    sink._now = clock = Clock(local(2026, 11, 24, 23, 59, 58))
+
+    async def main() -> None:
+        await sink.write([record("day 1 a")])
+        clock.now = local(2026, 11, 24, 23, 59, 59)
+        await sink.write([record("day 1 b")])
+        clock.now = local(2026, 11, 25, 0, 0, 3)
+        await sink.write([record("day 2 a")])
+        clock.now = local(2026, 11, 25, 23, 0, 0)
+        await sink.write([record("day 2 b")])
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert ["app.2026-11-25T00-00-00.jsonl"] == rotated(tmp_path)
+    assert ["day 1 a", "day 1 b"] == lines(tmp_path / "app.2026-11-25T00-00-00.jsonl")
+    assert ["day 2 a", "day 2 b"] == lines(path)
+
+
+def test_time_rotation_of_a_file_from_an_earlier_run(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """A file last written before midnight is rotated by the first batch of a new run."""
+    path = tmp_path / "app.jsonl"
+    path.write_text("yesterday\n")
+    stamp = local(2026, 11, 23, 18, 0, 0)
+    os.utime(path, (stamp, stamp))
+    sink = plain(FileSink(path, when="midnight"))
+    sink._now = Clock(local(2026, 11, 24, 9, 0, 0))
+    sink.open()
+    write(sink, ["today"])
+    sink.executor.shutdown()
+    assert ["yesterday"] == lines(tmp_path / "app.2026-11-24T00-00-00.jsonl")
+    assert ["today"] == lines(path)
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        ("S", local(2026, 11, 24, 10, 0, 1)),
+        ("M", local(2026, 11, 24, 10, 1, 0)),
+        ("H", local(2026, 11, 24, 11, 0, 0)),
+        ("D", local(2026, 11, 25, 10, 0, 0)),
+        ("MIDNIGHT", local(2026, 11, 25)),
+        ("W0", local(2026, 11, 30)),  # 2026-11-24 is a Tuesday
+        ("W1", local(2026, 12, 1)),  # today's weekday: next week
+        ("W2", local(2026, 11, 25)),
+        ("W6", local(2026, 11, 29)),
+    ],
+)
+def test_next_rollover(when: str, expected: float) -> None:
+    """Rotation times follow TimedRotatingFileHandler, in local time."""
+    assert expected == file_module._next_rollover(when, local(2026, 11, 24, 10, 0, 0))
+
+
+# -- compression ------------------------------------------------------------------------------
+
+
+def test_gzip_compression(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
+    """Rotated files become valid gzip with the same content and mode; the plain file goes."""
+    old = os.umask(0o022)
+    try:
+        sink = make_sink(tmp_path / "app.jsonl", rotate=10, compress="gzip", keep=5)
+        sink._now = clock = Clock(local(2026, 11, 24, 12, 0, 0))
+
+        async def main() -> None:
+            for name in ("first", "second", "third"):
+                await sink.write([record(name * 3)])
+                clock.now += 1
+            await sink.aclose()
+
+        asyncio.run(main())
+    finally:
+        os.umask(old)
+    assert sink.wait_compressed(5)
+    names = rotated(tmp_path)
+    assert ["app.2026-11-24T12-00-01.jsonl.gz", "app.2026-11-24T12-00-02.jsonl.gz"] == names
+    assert b"firstfirstfirst\n" == gzip.decompress((tmp_path / names[0]).read_bytes())
+    assert 0o640 == (tmp_path / names[0]).stat().st_mode & 0o777
+    assert ["thirdthirdthird"] == lines(tmp_path / "app.jsonl")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_retention_counts_compressed_files(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """keep counts compressed and uncompressed rotated files alike."""
+    (tmp_path / "app.2020-01-01T00-00-00.jsonl.gz").write_bytes(gzip.compress(b"old\n"))
+    (tmp_path / "app.2020-01-02T00-00-00.jsonl").write_text("old\n")
+    sink = make_sink(tmp_path / "app.jsonl", rotate=10, compress="gzip", keep=2)
+    sink._now = Clock(local(2026, 11, 24, 12, 0, 0))
+    write(sink, ["a" * 10], ["b" * 10])
+    assert sink.wait_compressed(5)
+    assert [
+        "app.2020-01-02T00-00-00.jsonl",
+        "app.2026-11-24T12-00-00.jsonl.gz",
+    ] == rotated(tmp_path)
+
+
+def test_compression_off_the_write_path_and_awaited_by_aclose(
+    tmp_path: Path, make_sink: Callable[..., FileSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes go on while a compression runs; aclose waits for it to finish."""
+    started = threading.Event()
+    release = threading.Event()
+    real = file_module._gzip_file
+
+    def gated(path: str) -> None:
+        started.set()
+        release.wait(10)
+        real(path)
+
+    monkeypatch.setattr(file_module, "_gzip_file", gated)
+    path = tmp_path / "app.jsonl"
+    sink = make_sink(path, rotate=20, compress="gzip")
+
+    async def main() -> None:
+        await sink.write([record("a" * 10)])
+        await sink.write([record("b" * 10)])  # 22 bytes > 20: rotates, compression blocks
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, started.wait, 5)
+        await sink.write([record("c")])  # not held up by the compression
+        assert ["b" * 10, "c"] == lines(path)
+        closing = asyncio.ensure_future(sink.aclose())
+        done, _ = await asyncio.wait({closing}, timeout=0.2)
+        assert not done
+        release.set()
+        await closing
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+    [name] = rotated(tmp_path)
+    assert name.endswith(".jsonl.gz")
+    assert b"a" * 10 + b"\n" == gzip.decompress((tmp_path / name).read_bytes())
+
+
+# -- several processes ------------------------------------------------------------------------
+
+PROCESSES = 4
+PER_PROCESS = 2000
+WIDTH = 3000
+
+
+def _line(proc: int, i: int) -> str:
+    return f"{proc}:{i:05d}:" + "abcd"[proc] * WIDTH
+
+
+def _append_from_process(path: str, proc: int, barrier: Any) -> None:
+    """Body of a child process: its own FileSink, batches of 500 long lines (1.5 MB)."""
+    sink = plain(FileSink(path))
+    sink.open()
+
+    async def main() -> None:
+        for start in range(0, PER_PROCESS, 500):
+            await sink.write([record(_line(proc, i)) for i in range(start, start + 500)])
+        await sink.aclose()
+
+    barrier.wait(30)
+    asyncio.run(main())
+
+
+def test_several_processes_append_whole_lines(tmp_path: Path) -> None:
+    """4 processes x 2000 lines of 3 kB on one file: every line whole, none lost."""
+    path = str(tmp_path / "shared.log")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES)
+    procs = [
+        ctx.Process(target=_append_from_process, args=(path, proc, barrier))
+        for proc in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [0] * PROCESSES == [p.exitcode for p in procs]
+    seen: dict[int, list[int]] = {proc: [] for proc in range(PROCESSES)}
+    for line in Path(path).read_text().splitlines():
+        match = re.match(r"(\d):(\d{5}):", line)
+        assert match, f"not a whole line: {line[:60]!r}..."
+        proc, i = int(match[1]), int(match[2])
+        assert _line(proc, i) == line
+        seen[proc].append(i)
+    assert {proc: list(range(PER_PROCESS)) for proc in range(PROCESSES)} == seen
