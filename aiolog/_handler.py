@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any
 
+from aiolog._context import ORIGIN_TASK, callback_name
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._queue import Overflow, RecordQueue, _Counter
 from aiolog._record import IMMUTABLE_TYPES, get_message
@@ -27,6 +28,7 @@ __all__ = ["QueueHandler"]
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
 _copy_context = contextvars.copy_context
+_origin_task = ORIGIN_TASK.get
 _get_ident = threading.get_ident
 _new_record = logging.LogRecord.__new__
 _LogRecord = logging.LogRecord
@@ -144,14 +146,19 @@ class QueueHandler(logging.handlers.QueueHandler):
             d["msg"] = get_message(record)
             d["args"] = None
         loop = _get_running_loop()
-        if loop is not None:
-            task = _current_task(loop)
-            if task is not None:
-                if _NEEDS_TASKNAME or d.get("taskName") is None:
-                    d["taskName"] = task.get_name()
-                d["aiolog_coro"] = _coro_name(task)
-            elif _NEEDS_TASKNAME:
-                d["taskName"] = None
+        task = _current_task(loop) if loop is not None else None
+        if task is None:
+            # Off the task path: a loop callback, or a thread (maybe an asyncio.to_thread
+            # worker, whose copied context names the task that asked for the work).
+            if loop is not None:
+                d["aiolog_callback"] = callback_name()
+            else:
+                ref = _origin_task()
+                task = ref() if ref is not None else None
+        if task is not None:
+            if _NEEDS_TASKNAME or d.get("taskName") is None:
+                d["taskName"] = task.get_name()
+            d["aiolog_coro"] = _coro_name(task)
         elif _NEEDS_TASKNAME:
             d["taskName"] = None
         d["aiolog_context"] = _copy_context()
