@@ -113,5 +113,7 @@ def get_message(record: logging.LogRecord) -> str:
 def extra_items(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:
     """Yield the ``extra=`` fields of a record (attributes logging itself does not set)."""
     for key, value in record.__dict__.items():
-        if key not in RESERVED_ATTRS and not key.startswith("_"):
+        if not isinstance(key, str):  # extra={1: ...} is legal: pass the key on as it is
+            yield key, value
+        elif key not in RESERVED_ATTRS and not key.startswith("_"):
             yield key, value

@@ -1021,3 +1021,10 @@ def test_dict_config_class_form(dict_config_logger: logging.Logger) -> None:
     dict_config_logger.warning("careful")
     year = datetime.datetime.fromtimestamp(handler.records[0].created).strftime("%Y")
     assert handler.lines[0].startswith(f"{year} WARNING  {dict_config_logger.name}: careful")
+
+
+def test_non_str_extra_keys_are_rendered() -> None:
+    """extra={1: 2} (legal for logging) becomes a stringified key, not an error line."""
+    record = logging.getLogger("t").makeRecord("t", logging.INFO, "f", 1, "m", None, None)
+    record.__dict__[1] = 2
+    assert 2 == json.loads(JSONFormatter().format(record))["1"]
