@@ -33,11 +33,19 @@ def _file_factory(url: str, **options: Any) -> logging.Handler:
     return FileSink.from_url(url, **options)
 
 
+def _tcp_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.tcp import TcpSink
+
+    return TcpSink.from_url(url, **options)
+
+
 #: URL scheme -> factory ``(url, **options) -> logging.Handler``.
 SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "stderr": _stream_factory,
     "stdout": _stream_factory,
     "file": _file_factory,
+    "tcp": _tcp_factory,
+    "tcp+tls": _tcp_factory,
 }
 
 

@@ -1,0 +1,504 @@
+"""What every network sink shares: endpoints, options, TLS, backoff, counters, streams.
+
+The listener calls a sink's ``write(batch)`` and waits for it, never concurrently with
+itself, while it keeps buffering that sink's next records (bounded by count, dropping and
+counting beyond). The network sinks build on that contract instead of keeping a second
+queue of their own:
+
+* ``write`` returns when the batch is delivered **or** known lost, and returns how many of
+  its records were lost; the listener counts them as dropped. Flush barriers therefore
+  mean "delivered" (as far as the protocol can tell), not "handed to a background task".
+* While the peer cannot be reached, ``write`` keeps the batch and reconnects with
+  exponential backoff and jitter (:class:`Backoff`); the records logged meanwhile wait in
+  the listener's bounded buffer. Nothing was sent, so nothing is lost by waiting, and a
+  peer that is down when the application starts costs no record unless the outage
+  outlasts the buffer. ``stop()``'s deadline bounds the wait: what is still held then is
+  counted as dropped.
+* A failure after bytes left is handled as the protocol allows. A TCP stream has no
+  acknowledgement, so the records of a chunk whose write failed or timed out are counted
+  as dropped (they may or may not have arrived) and never sent twice; HTTP answers with a
+  status, so a batch is retried on the statuses that say "try again" and dropped on those
+  that say "never".
+
+Every sink counts ``errors`` (failed connects, writes and requests), ``retries``
+(attempts after the first, connections included), ``connects`` and keeps ``last_error``
+(``"SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] ..."``), with credentials
+redacted; :meth:`NetworkSink.net_stats` returns them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+import ssl
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from aiolog._urls import query_options, redact_url
+from aiolog.sinks._base import Sink
+
+__all__ = [
+    "Backoff",
+    "NetworkSink",
+    "StreamSink",
+    "TLSOptions",
+    "parse_bool",
+    "parse_endpoint",
+    "parse_level",
+    "parse_seconds",
+    "parse_size",
+    "url_options",
+]
+
+#: Default seconds for a TCP connect plus TLS handshake.
+CONNECT_TIMEOUT: Final = 10.0
+#: Default seconds a chunk may take to leave for the kernel before the peer counts as stalled.
+WRITE_TIMEOUT: Final = 10.0
+#: First and longest delay between reconnection attempts, in seconds.
+BACKOFF_INITIAL: Final = 0.1
+BACKOFF_MAX: Final = 30.0
+#: Streams are written in chunks of about this many bytes, cut at record boundaries: a
+#: failure loses at most the records of one chunk, and each chunk is waited for separately.
+CHUNK_BYTES: Final = 256 * 1024
+
+#: Options every network sink takes, beside its own.
+TLS_OPTIONS: Final = frozenset({"ca", "cert", "key", "verify", "server_hostname"})
+COMMON_OPTIONS: Final = frozenset(
+    {"level", "connect_timeout", "write_timeout", "backoff_initial", "backoff_max"}
+)
+
+_UNITS: Final = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE_RE: Final = re.compile(r"(\d+)\s*(?:([kmg])(?:i?b)?|b)?", re.IGNORECASE)
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+# ---------------------------------------------------------------------------- options
+
+
+def _bad(sink: str, option: str, value: object, why: str) -> ValueError:
+    return ValueError(f"{sink}: bad {option}={value!r}: {why}")
+
+
+def parse_bool(sink: str, option: str, value: object) -> bool:
+    """``True``/``False``, or a URL spelling of one (``true``, ``1``, ``yes``, ``on``...)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise _bad(sink, option, value, "expected true or false")
+
+
+def parse_seconds(sink: str, option: str, value: object, *, minimum: float = 0.0) -> float:
+    """A positive number of seconds, from a number or a URL string."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else -1.0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if seconds != seconds or seconds <= minimum or seconds == float("inf"):
+        raise _bad(sink, option, value, f"expected a number of seconds above {minimum:g}")
+    return seconds
+
+
+def parse_size(sink: str, option: str, value: object, *, low: int, high: int) -> int:
+    """Bytes from an ``int`` or a string such as ``"2048"``, ``"64KB"``, ``"1MiB"``."""
+    size = -1
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE_RE.fullmatch(value.strip())):
+        size = int(match[1]) * _UNITS[(match[2] or "").lower()]
+    if not low <= size <= high:
+        raise _bad(sink, option, value, f"expected a size in bytes from {low} to {high}")
+    return size
+
+
+def parse_level(sink: str, value: object) -> int | str:
+    """A handler level: a number, or the name of a registered level."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        name = value.strip().upper()
+        if name.isdigit():
+            return int(name)
+        if isinstance(logging.getLevelName(name), int):
+            return name
+    raise _bad(sink, "level", value, "expected a level name such as 'INFO' or a number")
+
+
+def url_options(
+    sink: str, url: str, options: Mapping[str, Any], known: Iterable[str]
+) -> dict[str, Any]:
+    """The URL's query merged with keyword ``options`` (which win); unknown keys raise.
+
+    A key ending in ``.`` in ``known`` (``"header."``) admits every key with that prefix.
+    """
+    merged: dict[str, Any] = dict(query_options(url))
+    merged.update(options)
+    names = frozenset(known)
+    prefixes = tuple(name for name in names if name.endswith("."))
+    unknown = sorted(k for k in merged if k not in names and not k.startswith(prefixes))
+    if unknown:
+        listed = ", ".join(sorted(names))
+        raise ValueError(
+            f"{sink}: unknown option {unknown[0]!r} in {redact_url(url)!r}; known: {listed}"
+        )
+    return merged
+
+
+def parse_endpoint(sink: str, url: str, default_port: int) -> tuple[str, int]:
+    """``(host, port)`` of a ``scheme://host[:port]`` URL, checked now rather than at connect.
+
+    IPv6 literals are written in brackets (``[::1]:514``) and returned without them.
+    """
+    safe = redact_url(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"{sink}: bad URL {safe!r}: {exc}") from None
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"{sink}: the URL {safe!r} names no host (expected scheme://host:port)")
+    hostport = parts.netloc.rpartition("@")[2]
+    raw_port = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+    raw_port = raw_port.partition(":")[2] if ":" in raw_port else ""
+    if not raw_port:
+        return host, default_port
+    if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+        raise ValueError(f"{sink}: bad port {raw_port!r} in {safe!r}: expected 1-65535")
+    return host, int(raw_port)
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+class TLSOptions:
+    """TLS settings of a sink, checked and loaded when the sink is built.
+
+    Verification is on by default, against the system's trust store or ``ca`` (a PEM file
+    of trusted certificates); the name checked, and sent as SNI, is the URL's host unless
+    ``server_hostname`` says otherwise. ``cert``/``key`` present a client certificate.
+    ``verify=False`` turns all checks off and must be written out: it is never a fallback.
+
+    Files are read here, on the configuring thread, so a missing or unreadable file is a
+    :class:`ValueError` at configure time rather than an error on every reconnect.
+    """
+
+    def __init__(
+        self,
+        sink: str,
+        host: str,
+        *,
+        ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        verify: bool | str = True,
+        server_hostname: str | None = None,
+    ) -> None:
+        self.verify = parse_bool(sink, "verify", verify)
+        self.server_hostname = server_hostname or host
+        if key is not None and cert is None:
+            raise _bad(sink, "key", "***", "a client key needs cert= as well")
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if ca is not None:
+            _check_readable(sink, "ca", ca)
+            try:
+                context.load_verify_locations(cafile=ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise _bad(sink, "ca", ca, f"not a PEM file of certificates: {exc}") from None
+        if cert is not None:
+            _check_readable(sink, "cert", cert)
+            if key is not None:
+                _check_readable(sink, "key", key)
+            try:
+                context.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise _bad(
+                    sink, "cert", cert, f"cannot load the client certificate: {exc}"
+                ) from None
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self.context = context
+
+
+def _check_readable(sink: str, option: str, path: str) -> None:
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise _bad(sink, option, path, "not a readable file")
+
+
+def tls_options(sink: str, host: str, options: dict[str, Any]) -> TLSOptions:
+    """Pop the TLS keys from ``options`` and build :class:`TLSOptions` from them."""
+    return TLSOptions(
+        sink,
+        host,
+        ca=options.pop("ca", None),
+        cert=options.pop("cert", None),
+        key=options.pop("key", None),
+        verify=options.pop("verify", True),
+        server_hostname=options.pop("server_hostname", None),
+    )
+
+
+# ---------------------------------------------------------------------------- backoff
+
+
+class Backoff:
+    """Delays between attempts: doubling from ``initial`` up to ``maximum``, with jitter.
+
+    Each delay is drawn uniformly from the upper half of the current step ("equal
+    jitter"), so processes that lost one peer together do not reconnect together, and no
+    delay is ever close to zero.
+    """
+
+    def __init__(
+        self,
+        initial: float = BACKOFF_INITIAL,
+        maximum: float = BACKOFF_MAX,
+        random: Callable[[], float] = random.random,
+    ) -> None:
+        self.initial = initial
+        self.maximum = max(initial, maximum)
+        self._random = random
+        self._step = initial
+
+    def next(self) -> float:
+        """The next delay; each call doubles the step, up to ``maximum``."""
+        step = self._step
+        self._step = min(self.maximum, step * 2)
+        return step / 2 + self._random() * step / 2
+
+    def reset(self) -> None:
+        """Start again from ``initial`` (after a success)."""
+        self._step = self.initial
+
+
+# ---------------------------------------------------------------------------- the base
+
+
+def describe(exc: BaseException) -> str:
+    """``"TypeName: message"``, as the listener shows errors (never empty)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "TimeoutError: timed out"
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+class NetworkSink(Sink):
+    """Base of the network sinks: counters, backoff, the default formatter.
+
+    Subclasses set :attr:`url` to the redacted URL and implement :meth:`write`; they report
+    every failure through :meth:`note_error` and return the number of records lost.
+    """
+
+    #: Label used in option errors (``"TcpSink"``).
+    kind = "NetworkSink"
+
+    def __init__(
+        self,
+        *,
+        level: int | str = logging.NOTSET,
+        connect_timeout: float | str = CONNECT_TIMEOUT,
+        write_timeout: float | str = WRITE_TIMEOUT,
+        backoff_initial: float | str = BACKOFF_INITIAL,
+        backoff_max: float | str = BACKOFF_MAX,
+    ) -> None:
+        super().__init__(parse_level(self.kind, level))
+        self.connect_timeout = parse_seconds(self.kind, "connect_timeout", connect_timeout)
+        self.write_timeout = parse_seconds(self.kind, "write_timeout", write_timeout)
+        self.backoff = Backoff(
+            parse_seconds(self.kind, "backoff_initial", backoff_initial),
+            parse_seconds(self.kind, "backoff_max", backoff_max),
+        )
+        #: Failed connects, writes and requests (one per failure, not per record).
+        self.errors = 0
+        #: Attempts after a failure: reconnections and resent requests.
+        self.retries = 0
+        #: Connections (or HTTP clients) established.
+        self.connects = 0
+        #: The latest failure, ``"TypeName: message"``, credentials redacted.
+        self.last_error: str | None = None
+        self._default_formatter: logging.Formatter | None = None
+
+    def net_stats(self) -> dict[str, Any]:
+        """``errors``, ``retries``, ``connects`` and ``last_error``, for ``stats()``."""
+        return {
+            "errors": self.errors,
+            "retries": self.retries,
+            "connects": self.connects,
+            "last_error": self.last_error,
+        }
+
+    def note_error(self, error: BaseException | str) -> None:
+        """Count a failure and remember it as :attr:`last_error` (secrets redacted)."""
+        self.errors += 1
+        text = error if isinstance(error, str) else describe(error)
+        self.last_error = self._redact(text)
+
+    def _redact(self, text: str) -> str:
+        """Hook for subclasses whose errors may quote a secret; the URL is already safe."""
+        return text
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format with the handler's formatter, else the sink's default one."""
+        formatter = self.formatter
+        if formatter is None:
+            formatter = self._default_formatter
+            if formatter is None:
+                formatter = self._default_formatter = self.default_formatter()
+        return formatter.format(record)
+
+    def default_formatter(self) -> logging.Formatter:
+        """The formatter used when none was set: JSON lines unless a subclass says more."""
+        from aiolog.formatting import JSONFormatter
+
+        return JSONFormatter()
+
+    async def sleep_backoff(self) -> None:
+        """Wait the next backoff delay (cancellable: ``stop()``'s deadline ends it)."""
+        await asyncio.sleep(self.backoff.next())
+
+
+class StreamSink(NetworkSink):
+    """A sink that writes frames to a TCP (optionally TLS) connection it keeps open.
+
+    Subclasses turn a record into one frame of bytes with :meth:`frame`. ``write`` sends a
+    batch in chunks of about :data:`CHUNK_BYTES`, each given ``write_timeout`` seconds to
+    reach the kernel's socket buffer; a chunk that fails or times out is counted as lost
+    and the connection is dropped and made again, with backoff, for the next chunk.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: TLSOptions | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    def frame(self, record: logging.LogRecord) -> bytes:
+        """One record as the bytes sent for it, framing included."""
+        raise NotImplementedError
+
+    # Sink.write is annotated "-> None" but the listener accepts an int (records lost).
+    async def write(self, records: Sequence[logging.LogRecord]) -> int:  # type: ignore[override]
+        """Send the batch; return how many of its records could not be delivered."""
+        lost = 0
+        chunk: list[bytes] = []
+        size = 0
+        for record in records:
+            try:
+                frame = self.frame(record)
+            except Exception as exc:  # a formatter that raises: lose this record only
+                self.note_error(exc)
+                lost += 1
+                continue
+            chunk.append(frame)
+            size += len(frame)
+            if size >= CHUNK_BYTES:
+                lost += await self._send(chunk)
+                chunk, size = [], 0
+        if chunk:
+            lost += await self._send(chunk)
+        return lost
+
+    async def _send(self, frames: list[bytes]) -> int:
+        """Write one chunk on a live connection; on failure drop it and the connection."""
+        writer = await self._connected()
+        try:
+            writer.writelines(frames)
+            await asyncio.wait_for(writer.drain(), self.write_timeout)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError, RuntimeError) as exc:
+            # RuntimeError: some loops report writing to a transport closed meanwhile so.
+            if isinstance(exc, asyncio.TimeoutError):
+                self.note_error(
+                    f"TimeoutError: peer {self.host}:{self.port} accepted no data for "
+                    f"{self.write_timeout:g}s; dropped the connection"
+                )
+            else:
+                self.note_error(exc)
+            self._abort()
+            return len(frames)
+        return 0
+
+    async def _connected(self) -> asyncio.StreamWriter:
+        """The open connection, made (again) first if there is none or the peer left."""
+        writer, reader = self._writer, self._reader
+        if writer is not None and reader is not None:
+            if not writer.is_closing() and not reader.at_eof() and reader.exception() is None:
+                return writer
+            # The peer closed (or reset) since the last write: nothing of this batch has
+            # been sent yet, so reconnect first instead of writing into a dead socket.
+            self.note_error(f"ConnectionResetError: {self.host}:{self.port} closed the connection")
+            self._abort()
+        first = True
+        writer = None
+        while True:
+            if not first:
+                self.retries += 1
+            first = False
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        self.host,
+                        self.port,
+                        ssl=self.tls.context if self.tls is not None else None,
+                        server_hostname=self.tls.server_hostname if self.tls is not None else None,
+                        limit=1 << 16,
+                    ),
+                    self.connect_timeout,
+                )
+            except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                self.note_error(exc)
+                await self.sleep_backoff()
+                continue
+            break
+        assert writer is not None
+        transport = writer.transport
+        # drain() then waits until everything was handed to the kernel: "written" means the
+        # socket took it, and a stalled peer shows up as a drain timeout.
+        transport.set_write_buffer_limits(high=0)
+        self.backoff.reset()
+        self.connects += 1
+        self._reader, self._writer = reader, writer
+        return writer
+
+    def _abort(self) -> None:
+        """Forget the connection at once, without waiting for the peer (it may be stalled)."""
+        writer = self._writer
+        self._reader = self._writer = None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+
+    async def aclose(self) -> None:
+        """Close the connection cleanly (TLS close_notify included), with a deadline."""
+        writer = self._writer
+        self._reader = self._writer = None
+        if writer is None:
+            return
+        try:
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), self.connect_timeout)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError):
+            writer.transport.abort()
+
+    def after_fork(self) -> None:
+        """Forget the parent's connection without closing it (the parent still uses it)."""
+        self._reader = self._writer = None
+        super().after_fork()

@@ -1,0 +1,118 @@
+"""NDJSON over TCP: one JSON object per line, for Vector, Logstash, Fluent Bit socket inputs.
+
+::
+
+    TcpSink.from_url("tcp://127.0.0.1:5170")
+    TcpSink.from_url("tcp+tls://logs.example.com:6000?ca=/etc/ssl/internal-ca.pem")
+
+Each record is :class:`aiolog.formatting.JSONFormatter`'s line (or the output of the
+handler's own formatter, or of ``?format=logfmt``) followed by ``\\n``. JSON lines never
+contain a raw newline; a formatter whose output does (``format=text`` with a traceback)
+has its newlines escaped as ``\\n`` so that one record stays one line.
+
+Delivery is as TCP allows (see :mod:`aiolog.sinks._net`): the sink waits for the
+connection and reconnects with backoff, keeping the batch in hand while nothing was sent;
+a chunk whose write fails or stalls is counted as dropped, never resent.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from typing import Any
+
+from aiolog._urls import redact_url
+from aiolog.sinks._net import (
+    COMMON_OPTIONS,
+    TLS_OPTIONS,
+    StreamSink,
+    parse_endpoint,
+    tls_options,
+    url_options,
+)
+
+__all__ = ["TcpSink"]
+
+_SCHEMES = {"tcp": False, "tcp+tls": True}
+
+
+class TcpSink(StreamSink):
+    """Send records as newline-delimited JSON over a TCP or TLS connection.
+
+    :param host: the peer's name or address.
+    :param port: the peer's TCP port.
+    :param tls: ``True`` for TLS, verified against the system trust store unless the
+        keyword options ``ca``, ``cert``, ``key``, ``verify``, ``server_hostname`` say
+        otherwise (see :class:`aiolog.sinks._net.TLSOptions`).
+    :param format: ``"json"`` (default), ``"logfmt"`` or ``"text"``. A formatter set with
+        :meth:`setFormatter` wins.
+    :param options: ``level``, ``connect_timeout``, ``write_timeout`` (seconds a chunk may
+        wait for a peer that does not read), ``backoff_initial``, ``backoff_max``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    kind = "TcpSink"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: bool = False,
+        format: str | None = None,
+        **options: Any,
+    ) -> None:
+        tls_keys = {k: options.pop(k) for k in list(options) if k in TLS_OPTIONS}
+        if tls_keys and not tls:
+            raise ValueError(
+                f"TcpSink: TLS option(s) {', '.join(sorted(tls_keys))} given for plain TCP: "
+                "use tcp+tls://"
+            )
+        tls_settings = tls_options(self.kind, host, tls_keys) if tls else None
+        super().__init__(host, port, tls=tls_settings, **options)
+        self.url = f"{'tcp+tls' if tls else 'tcp'}://{_hostport(host, port)}"
+        if format is not None:
+            from aiolog.formatting import formatter_for
+
+            self._default_formatter = formatter_for(format)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> TcpSink:
+        """Build from ``tcp://host:port`` or ``tcp+tls://host:port?ca=...``.
+
+        The query takes the keyword options; keyword ``options`` override it.
+
+        :raises ValueError: unknown option, bad host or port, unreadable TLS file.
+        """
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if scheme not in _SCHEMES:
+            raise ValueError(
+                f"TcpSink: expected a tcp:// or tcp+tls:// URL, not {redact_url(url)!r}"
+            )
+        tls = _SCHEMES[scheme]
+        known = COMMON_OPTIONS | {"format"} | (TLS_OPTIONS if tls else frozenset())
+        merged = url_options(cls.kind, url, options, known)
+        host, port = _require_port(url)
+        sink = cls(host, port, tls=tls, **merged)
+        sink.url = redact_url(url)
+        return sink
+
+    def frame(self, record: logging.LogRecord) -> bytes:
+        """The record's line, UTF-8, ending in ``\\n`` (inner newlines escaped)."""
+        line = self.format(record)
+        if "\n" in line or "\r" in line:
+            line = line.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{line}\n".encode("utf-8", "backslashreplace")
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _require_port(url: str) -> tuple[str, int]:
+    """TCP inputs have no standard port: the URL must give one."""
+    host, port = parse_endpoint("TcpSink", url, 0)
+    if port == 0:
+        raise ValueError(f"TcpSink: the URL {redact_url(url)!r} needs a port (tcp://host:port)")
+    return host, port
