@@ -470,9 +470,11 @@ class StreamSink(NetworkSink):
             break
         assert writer is not None
         transport = writer.transport
-        # drain() then waits until everything was handed to the kernel: "written" means the
-        # socket took it, and a stalled peer shows up as a drain timeout.
-        transport.set_write_buffer_limits(high=0)
+        # drain() then waits until everything was handed to the kernel (for TLS: to the TLS
+        # layer, which keeps at most 64 KiB): "written" means the socket took it, and a
+        # stalled peer shows up as a drain timeout. Not high=0: asyncio's TLS transport
+        # then leaves writing paused when its buffer is already empty.
+        transport.set_write_buffer_limits(high=1, low=0)
         self.backoff.reset()
         self.connects += 1
         self._reader, self._writer = reader, writer

@@ -13,7 +13,7 @@ import pytest
 import aiolog
 from aiolog.sinks.tcp import TcpSink
 from aiolog.testing import CaptureSink
-from tests.helpers import run
+from tests.helpers import LoopFactory, run
 from tests.integration.peers import Certs, TcpPeer, make_certs, reserve_port, tcp_peer
 
 pytestmark = pytest.mark.timeout(30)
@@ -131,12 +131,12 @@ def test_frame_escapes_newlines_of_multiline_formats() -> None:
 # ---------------------------------------------------------------------------- delivery
 
 
-def test_write_delivers_lines_in_order() -> None:
+def test_write_delivers_lines_in_order(loop_factory: LoopFactory) -> None:
     """Records arrive as JSON lines in the order written, over one connection."""
     with tcp_peer() as peer:
         sink = TcpSink("127.0.0.1", peer.port)
         batches = [[f"a{i}" for i in range(100)], [f"b{i}" for i in range(3)]]
-        assert [0, 0] == run(write_all(sink, *batches))
+        assert [0, 0] == run(write_all(sink, *batches), loop_factory)
         assert peer.wait_for(lambda p: len(p.lines()) >= 103)
         assert [*batches[0], *batches[1]] == messages(peer)
         assert 1 == peer.connections
@@ -201,7 +201,7 @@ def test_peer_that_closed_between_batches_is_reconnected_before_writing() -> Non
         assert "closed the connection" in sink.last_error
 
 
-def test_stalled_peer_times_out_and_the_chunk_is_counted_lost() -> None:
+def test_stalled_peer_times_out_and_the_chunk_is_counted_lost(loop_factory: LoopFactory) -> None:
     """A peer that never reads: the write gives up after write_timeout and reports the loss."""
     with tcp_peer(stall=True) as peer:
         sink = TcpSink("127.0.0.1", peer.port, write_timeout=0.2, backoff_initial=0.01)
@@ -212,20 +212,22 @@ def test_stalled_peer_times_out_and_the_chunk_is_counted_lost() -> None:
             await sink.aclose()
             return lost
 
-        lost = run(main)
+        lost = run(main, loop_factory)
         assert 0 < lost <= len(batch)
         assert sink.last_error is not None
         assert "accepted no data for 0.2s" in sink.last_error
         assert sink.connects >= 2  # dropped and made again for the next chunks
 
 
-def test_tls_delivers_to_a_peer_with_a_trusted_certificate(certs: Certs) -> None:
+def test_tls_delivers_to_a_peer_with_a_trusted_certificate(
+    certs: Certs, loop_factory: LoopFactory
+) -> None:
     """tcp+tls verifies the peer against ``ca`` and delivers over TLS."""
     with tcp_peer(ssl_context=certs.server_context()) as peer:
         sink = TcpSink.from_url(f"tcp+tls://127.0.0.1:{peer.port}?ca={certs.ca}")
-        assert [0] == run(write_all(sink, ["secret stuff"]))
-        assert peer.wait_for(lambda p: len(p.lines()) >= 1)
-        assert ["secret stuff"] == messages(peer)
+        assert [0] == run(write_all(sink, ["secret stuff"] * 300), loop_factory)
+        assert peer.wait_for(lambda p: len(p.lines()) >= 300)
+        assert ["secret stuff"] * 300 == messages(peer)
 
 
 def test_tls_presents_a_client_certificate(certs: Certs) -> None:
@@ -345,6 +347,7 @@ def test_configure_survives_a_peer_that_is_down_at_start() -> None:
             peer.listen()
             logging.getLogger("app").warning("after the peer")
             assert pipeline.flush(10)
+            assert peer.wait_for(lambda p: len(p.lines()) >= 2)
             assert ["before the peer", "after the peer"] == messages(peer)
             stats = pipeline.stats()["sinks"][sink.display_name]
             assert (2, 0) == (stats["written"], stats["dropped"])
