@@ -1,0 +1,758 @@
+"""Micro-benchmarks of the emit path: what logging costs the event loop, per setup.
+
+Two measurements, each made in a fresh child process (``python -m aiolog._bench SETUP
+TEST ...``, which prints one JSON object on stdout), interleaved over repetitions and
+summarised by medians:
+
+``emit``
+    Inside a task of a running loop, ``logger.info("msg %s %d", "x", i)`` is timed call by
+    call with :func:`time.perf_counter_ns`, after a warm-up; the median cost of an empty
+    timed block is subtracted. Calls come in bursts (default 100) separated by a short
+    sleep, as in an application that logs while it works: a tight loop of thousands of
+    calls that never yields measures throughput, which is another question.
+``lag``
+    A producer task logs at a fixed rate (default 20 000 records/s, in a small burst every
+    millisecond) while a ticker task sleeps 1 ms over and over and records how late it
+    wakes up: the loop lag that logging causes.
+
+After the last record, the time until everything is written (``drain``) is measured and the
+records in the output are counted (``delivered``), so speed is never bought with losses.
+
+:func:`run_suite` drives the children; :func:`format_tables` prints the summary. ``python
+-m aiolog bench`` runs a ~30 s version of the suite that the repository's ``benchmarks``
+package (the full suite, with recorded results) builds on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import logging.handlers
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "PRESETS",
+    "SETUPS",
+    "SuiteConfig",
+    "add_arguments",
+    "format_tables",
+    "machine_info",
+    "main",
+    "run_child",
+    "run_suite",
+    "summarise",
+]
+
+#: Setup name -> one-line description, in report order.
+SETUPS: dict[str, str] = {
+    "disabled": "logger level above INFO: the call returns after the level check",
+    "floor": "a handler whose emit appends the record to a list",
+    "stdlib-queue": "logging.handlers.QueueHandler + QueueListener, JSON lines to a FileHandler",
+    "stdlib-queue-nolistener": "stdlib QueueHandler, no listener running (control)",
+    "aiolog": 'aiolog.configure(["file:…/bench.jsonl"], level="INFO"): JSON file sink',
+}
+
+TESTS = ("emit", "lag")
+
+LOGGER_NAME = "bench"
+
+
+@dataclass
+class SuiteConfig:
+    """How much to measure. The presets in :data:`PRESETS` are the usual choices."""
+
+    reps: int = 5
+    #: Emit runs per setup per repetition: they are short, and a shared machine's noise
+    #: (a busy neighbour on the same core) moves single runs by up to 1.6x.
+    emit_rounds: int = 3
+    emit_n: int = 20_000
+    warmup: int = 2_000
+    burst: int = 100
+    pause: float = 0.0005
+    rate: int = 20_000
+    seconds: float = 2.0
+    loop: str = "asyncio"
+    setups: list[str] = field(default_factory=lambda: list(SETUPS))
+    timeout: float = 180.0
+
+
+#: ``full``: the recorded suite; ``user``: ``python -m aiolog bench`` (~30 s on 2 cores);
+#: ``quick``: a smoke run.
+PRESETS: dict[str, SuiteConfig] = {
+    "full": SuiteConfig(),
+    "user": SuiteConfig(reps=3, emit_rounds=2, emit_n=10_000, warmup=1_000, seconds=1.0),
+    "quick": SuiteConfig(reps=1, emit_rounds=1, emit_n=2_000, warmup=200, seconds=0.5),
+}
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1) of already sorted values; NaN if empty."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, int(q * len(sorted_values))))
+    return float(sorted_values[index])
+
+
+# ---------------------------------------------------------------------------- setups
+
+
+class _JSONFormatter(logging.Formatter):
+    """Stdlib-only JSON lines, comparable to what aiolog's JSON sink writes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "task": getattr(record, "taskName", None),
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            doc["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _count_lines(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+class _Setup:
+    """Install one logging setup on the root logger; drain and count after the run."""
+
+    def __init__(self, name: str, directory: str) -> None:
+        self.name = name
+        self.path = os.path.join(directory, "bench.jsonl")
+        self.root = logging.getLogger()
+        self.logger = logging.getLogger(LOGGER_NAME)
+        self.extra: dict[str, Any] = {}
+        self._handler: logging.Handler | None = None
+        self._listener: logging.handlers.QueueListener | None = None
+        self._pipeline: Any = None
+        self._queue: queue.Queue[Any] | None = None
+
+    def install(self) -> None:
+        self.root.setLevel(logging.INFO)
+        self.logger.setLevel(logging.NOTSET)
+        if self.name == "disabled":
+            self.logger.setLevel(logging.WARNING)
+        elif self.name == "floor":
+            self._handler = _ListHandler()
+            self.root.addHandler(self._handler)
+        elif self.name in ("stdlib-queue", "stdlib-queue-nolistener"):
+            self._queue = queue.Queue(-1)
+            self._handler = logging.handlers.QueueHandler(self._queue)
+            if self.name == "stdlib-queue":
+                target = logging.FileHandler(self.path, encoding="utf-8")
+                target.setFormatter(_JSONFormatter())
+                self._listener = logging.handlers.QueueListener(self._queue, target)
+                self._listener.start()
+            self.root.addHandler(self._handler)
+        elif self.name == "aiolog":
+            import aiolog
+
+            self._pipeline = aiolog.configure([f"file:{self.path}"], level="INFO")
+        else:
+            raise ValueError(f"unknown setup {self.name!r} (known: {', '.join(SETUPS)})")
+
+    def drain(self) -> float:
+        """Wait until everything logged is written; return how long that took (seconds)."""
+        start = time.perf_counter()
+        if self._listener is not None:
+            self._listener.stop()
+        elif self._pipeline is not None and not self._pipeline.flush(timeout=120):
+            self.extra["flush_timed_out"] = True
+        return time.perf_counter() - start
+
+    def finish(self) -> tuple[int | None, int | None]:
+        """Tear down; return ``(delivered, lost)`` (``None`` where it does not apply)."""
+        if self.name == "floor":
+            assert isinstance(self._handler, _ListHandler)
+            return len(self._handler.records), 0
+        if self.name == "stdlib-queue":
+            assert self._listener is not None
+            for handler in self._listener.handlers:
+                handler.close()
+            return _count_lines(self.path), None
+        if self.name == "stdlib-queue-nolistener":
+            assert self._queue is not None
+            self.extra["left_in_queue"] = self._queue.qsize()
+            return None, None
+        if self.name == "aiolog":
+            pipeline = self._pipeline
+            stats = pipeline.stats()
+            self.extra["stats"] = stats
+            pipeline.stop(timeout=120)
+            lost = stats["queue"]["dropped"] or 0
+            lost += sum(s["dropped"] for s in stats["sinks"].values())
+            return _count_lines(self.path), lost
+        return None, None
+
+
+# ---------------------------------------------------------------------------- the two tests
+
+
+def _timer_overhead(n: int) -> int:
+    """Median cost, in ns, of an empty timed block like the one around each call."""
+    pc = time.perf_counter_ns
+    samples = [0] * n
+    for j in range(n):
+        t0 = pc()
+        samples[j] = pc() - t0
+    return int(statistics.median(samples))
+
+
+async def _emit_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
+    logger = setup.logger
+    pc = time.perf_counter_ns
+    burst, pause = args.burst, args.pause
+    for i in range(args.warmup):
+        logger.info("msg %s %d", "x", i)
+        if i % burst == burst - 1:
+            await asyncio.sleep(pause)
+    overhead = _timer_overhead(max(args.n, 1000))
+    n = args.n
+    samples = [0] * n
+    gc.collect()
+    i = 0
+    while i < n:
+        end = min(i + burst, n)
+        for j in range(i, end):
+            t0 = pc()
+            logger.info("msg %s %d", "x", j)
+            samples[j] = pc() - t0
+        i = end
+        if i < n:
+            await asyncio.sleep(pause)
+    drain = setup.drain()
+    samples.sort()
+    net = [max(0, s - overhead) for s in samples]
+    return {
+        "emitted": args.warmup + n,
+        "timer_overhead_ns": overhead,
+        "emit_median_ns": percentile(net, 0.5),
+        "emit_p90_ns": percentile(net, 0.9),
+        "emit_p99_ns": percentile(net, 0.99),
+        "emit_max_ns": float(net[-1]) if net else float("nan"),
+        "emit_mean_ns": statistics.fmean(net) if net else float("nan"),
+        "drain_ms": drain * 1e3,
+    }
+
+
+async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
+    logger = setup.logger
+    perf = time.perf_counter
+    rate, seconds = args.rate, args.seconds
+    settle = min(0.1, seconds / 10)  # lag samples of the first moments are discarded
+    lags: list[tuple[float, float]] = []  # (when, lag) in seconds
+    running = True
+
+    async def ticker() -> None:
+        while running:
+            t0 = perf()
+            await asyncio.sleep(0.001)
+            t1 = perf()
+            lags.append((t1, t1 - t0 - 0.001))
+
+    async def producer() -> int:
+        emitted = 0
+        start = perf()
+        while True:
+            elapsed = perf() - start
+            if elapsed >= seconds:
+                return emitted
+            due = int(elapsed * rate)
+            while emitted < due:
+                logger.info("msg %s %d", "x", emitted)
+                emitted += 1
+            await asyncio.sleep(0.001)
+
+    tick = asyncio.ensure_future(ticker())
+    start = perf()
+    emitted = await producer()
+    running = False
+    await tick
+    drain = setup.drain()
+    kept = sorted(lag for t, lag in lags if t - start >= settle)
+    ms = [max(0.0, lag) * 1e3 for lag in kept]
+    return {
+        "emitted": emitted,
+        "rate_achieved": emitted / seconds,
+        "ticks": len(ms),
+        "lag_p50_ms": percentile(ms, 0.5),
+        "lag_p99_ms": percentile(ms, 0.99),
+        "lag_max_ms": ms[-1] if ms else float("nan"),
+        "drain_ms": drain * 1e3,
+    }
+
+
+def _new_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def _run(coro: Coroutine[Any, Any, dict[str, Any]], loop_name: str) -> dict[str, Any]:
+    loop = _new_loop_factory(loop_name)()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def run_worker(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run one setup and one test in this process; return the result as a dict."""
+    parser = argparse.ArgumentParser(prog="python -m aiolog._bench")
+    parser.add_argument("setup", choices=list(SETUPS))
+    parser.add_argument("test", choices=TESTS)
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--pause", type=float, default=0.0005)
+    parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--profile", action="store_true", help="cProfile the emit test")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="aiolog-bench-") as directory:
+        setup = _Setup(args.setup, directory)
+        setup.install()
+        test = _emit_test if args.test == "emit" else _lag_test
+        profile_text = None
+        if args.profile:
+            import cProfile
+            import io
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            result = _run(test(setup, args), args.loop)
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+            profile_text = out.getvalue()
+        else:
+            result = _run(test(setup, args), args.loop)
+        delivered, lost = setup.finish()
+    result.update(setup=args.setup, test=args.test, delivered=delivered, lost=lost)
+    result.update(setup.extra)
+    if profile_text is not None:
+        result["profile"] = profile_text
+    return result
+
+
+# ---------------------------------------------------------------------------- the driver
+
+
+def child_argv(setup: str, test: str, config: SuiteConfig) -> list[str]:
+    """The command line of one child process."""
+    return [
+        sys.executable,
+        "-m",
+        "aiolog._bench",
+        setup,
+        test,
+        f"--n={config.emit_n}",
+        f"--warmup={config.warmup}",
+        f"--burst={config.burst}",
+        f"--pause={config.pause}",
+        f"--rate={config.rate}",
+        f"--seconds={config.seconds}",
+        f"--loop={config.loop}",
+    ]
+
+
+def run_child(argv: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Run one worker process; return its JSON result (raise ``RuntimeError`` on failure)."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"benchmark worker failed (exit {proc.returncode}): {' '.join(argv[2:])}\n"
+            f"{proc.stderr.strip()}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1])
+    if proc.stderr.strip():
+        result["stderr"] = proc.stderr.strip()[-2000:]
+    return result
+
+
+def _loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (other work on the machine skews timings)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _order(setups: list[str], rep: int) -> list[str]:
+    """Rotate the setup order each repetition, so no setup always runs first or last."""
+    k = rep % len(setups)
+    return setups[k:] + setups[:k]
+
+
+def run_suite(config: SuiteConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every (setup, test) ``config.reps`` times, each in a fresh process.
+
+    Returns ``{"config", "machine", "setups", "runs", "summary"}``; ``summary`` holds, per
+    setup and test, the median of each timing over the repetitions and the totals of the
+    counts (a loss in one repetition is never hidden by a median).
+    """
+    runs: list[dict[str, Any]] = []
+    load_before = _loadavg()
+    started = time.perf_counter()
+    # The emit runs of one repetition follow each other within seconds, so the setups are
+    # compared under the same machine conditions (a busy neighbour slows a whole stretch).
+    for rep in range(config.reps):
+        for test in TESTS:
+            rounds = config.emit_rounds if test == "emit" else 1
+            for round_ in range(rounds):
+                for setup in _order(config.setups, rep + round_):
+                    if progress is not None:
+                        progress(f"rep {rep + 1}/{config.reps}  {setup:<24} {test}")
+                    result = run_child(child_argv(setup, test, config), config.timeout)
+                    result.update(rep=rep, round=round_)
+                    runs.append(result)
+    return {
+        "config": asdict(config),
+        "machine": machine_info(config.loop),
+        "setups": {name: SETUPS[name] for name in config.setups},
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        "loadavg": {"before": load_before, "after": _loadavg()},
+        "summary": summarise(runs, config.setups),
+        "runs": runs,
+    }
+
+
+_TIMINGS = {
+    "emit": ("emit_median_ns", "emit_p90_ns", "emit_p99_ns", "emit_max_ns", "drain_ms"),
+    "lag": ("lag_p50_ms", "lag_p99_ms", "lag_max_ms", "rate_achieved", "drain_ms"),
+}
+
+
+#: The setup every other one is compared with, repetition by repetition.
+REFERENCE = "stdlib-queue"
+
+
+def _paired_ratio(runs: Sequence[dict[str, Any]], setup: str) -> float | None:
+    """Median over repetitions of (setup's emit median / the reference's, same repetition).
+
+    Pairing within a repetition cancels the slow drifts of a shared machine that would
+    otherwise move one setup's figures more than another's.
+    """
+    emit = {
+        (r["setup"], r["rep"], r.get("round", 0)): r["emit_median_ns"]
+        for r in runs
+        if r["test"] == "emit"
+    }
+    ratios = [
+        value / emit[(REFERENCE, rep, round_)]
+        for (name, rep, round_), value in emit.items()
+        if name == setup and emit.get((REFERENCE, rep, round_))
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def summarise(runs: Sequence[dict[str, Any]], setups: Sequence[str]) -> dict[str, Any]:
+    """Medians of the timings and totals of the counts, per setup and test."""
+    summary: dict[str, Any] = {}
+    for setup in setups:
+        per_test: dict[str, Any] = {}
+        for test in TESTS:
+            mine = [r for r in runs if r["setup"] == setup and r["test"] == test]
+            if not mine:
+                continue
+            entry: dict[str, Any] = {"reps": len(mine)}
+            for key in _TIMINGS[test]:
+                values = [r[key] for r in mine if r.get(key) is not None]
+                entry[key] = statistics.median(values) if values else None
+            if test == "emit":
+                entry["vs_reference"] = _paired_ratio(runs, setup)
+                entry["emit_best_run_ns"] = min(r["emit_median_ns"] for r in mine)
+            entry["emitted"] = sum(r["emitted"] for r in mine)
+            for key in ("delivered", "lost"):
+                values = [r[key] for r in mine]
+                entry[key] = None if any(v is None for v in values) else sum(values)
+            per_test[test] = entry
+        summary[setup] = per_test
+    return summary
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info(loop: str = "asyncio") -> dict[str, Any]:
+    """Platform, CPU model and count, Python version and build, aiolog version."""
+    try:
+        from importlib.metadata import version
+
+        aiolog_version = version("aiolog-queue")
+    except Exception:
+        aiolog_version = "unknown"
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "python_build": " ".join(platform.python_build()),
+        "aiolog": aiolog_version,
+        "loop": loop,
+    }
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def _counts(entry: dict[str, Any]) -> tuple[str, str]:
+    delivered = entry.get("delivered")
+    shown = "-" if delivered is None else f"{delivered:,}/{entry['emitted']:,}"
+    return shown, _fmt(entry.get("lost"))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |"]
+        lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    out = []
+    for row in [list(header), *rows]:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        out.append("  ".join(cells).rstrip())
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def emit_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Rows of the emit table: setup, median, p90, p99 (ns), delivered, lost, drain."""
+    rows = []
+    for setup, tests in summary.items():
+        e = tests.get("emit")
+        if e is None:
+            continue
+        delivered, lost = _counts(e)
+        rows.append(
+            [
+                setup,
+                _fmt(e["emit_median_ns"]),
+                _fmt(e.get("emit_best_run_ns")),
+                _fmt(e["emit_p90_ns"]),
+                _fmt(e["emit_p99_ns"]),
+                "-" if e.get("vs_reference") is None else f"{e['vs_reference']:.2f}x",
+                delivered,
+                lost,
+                _fmt(e["drain_ms"], 1),
+            ]
+        )
+    return rows
+
+
+def lag_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Rows of the lag table: setup, lag p50/p99/max (ms), rate, delivered, lost, drain."""
+    rows = []
+    for setup, tests in summary.items():
+        e = tests.get("lag")
+        if e is None:
+            continue
+        delivered, lost = _counts(e)
+        rows.append(
+            [
+                setup,
+                _fmt(e["lag_p50_ms"], 3),
+                _fmt(e["lag_p99_ms"], 3),
+                _fmt(e["lag_max_ms"], 2),
+                _fmt(e["rate_achieved"]),
+                delivered,
+                lost,
+                _fmt(e["drain_ms"], 1),
+            ]
+        )
+    return rows
+
+
+EMIT_HEADER = (
+    "setup",
+    "emit median ns",
+    "best run",
+    "p90 ns",
+    "p99 ns",
+    f"vs {REFERENCE}",
+    "delivered",
+    "lost",
+    "drain ms",
+)
+LAG_HEADER = (
+    "setup",
+    "lag p50 ms",
+    "p99 ms",
+    "max ms",
+    "records/s",
+    "delivered",
+    "lost",
+    "drain ms",
+)
+
+
+def format_tables(results: dict[str, Any], markdown: bool = False) -> str:
+    """The two summary tables (emit cost, loop lag), as text or Markdown."""
+    summary = results["summary"]
+    config = results["config"]
+    reps = config["reps"]
+    runs = reps * config.get("emit_rounds", 1)
+    emit_title = (
+        f"Emit cost on the loop thread: {config['emit_n']:,} timed calls per run "
+        f"(bursts of {config['burst']}), median of {runs} run(s)"
+    )
+    lag_title = (
+        f"Loop lag while logging {config['rate']:,} records/s for {config['seconds']:g} s, "
+        f"median of {reps} run(s)"
+    )
+    if markdown:
+        emit_title, lag_title = f"### {emit_title}", f"### {lag_title}"
+    parts = [
+        emit_title,
+        "",
+        _table(EMIT_HEADER, emit_rows(summary), markdown),
+        "",
+        lag_title,
+        "",
+        _table(LAG_HEADER, lag_rows(summary), markdown),
+    ]
+    return "\n".join(parts)
+
+
+def format_machine(machine: dict[str, Any]) -> str:
+    """One line naming the machine and the Python the figures were measured on."""
+    return (
+        f"{machine['cpu']} ({machine['cpus']} CPUs), {machine['platform']}, "
+        f"{machine['implementation']} {machine['python']}, {machine['loop']} loop, "
+        f"aiolog {machine['aiolog']}"
+    )
+
+
+def verdict(summary: dict[str, Any]) -> str | None:
+    """Compare aiolog's median emit cost with the stdlib QueueHandler's, if both ran."""
+    try:
+        ours = summary["aiolog"]["emit"]["emit_median_ns"]
+        theirs = summary[REFERENCE]["emit"]["emit_median_ns"]
+        ratio = summary["aiolog"]["emit"].get("vs_reference")
+    except KeyError:
+        return None
+    paired = "" if ratio is None else f"; paired by repetition, aiolog costs {ratio:.2f}x"
+    below = "below" if ours < theirs else "NOT below"
+    return (
+        f"aiolog's median emit cost ({ours:,.0f} ns) is {below} the stdlib QueueHandler's "
+        f"({theirs:,.0f} ns){paired}."
+    )
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+@contextlib.contextmanager
+def _status(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A one-line progress display on stderr (when it is a terminal)."""
+    tty = enabled and sys.stderr.isatty()
+
+    def show(text: str) -> None:
+        if tty:
+            sys.stderr.write(f"\r\x1b[K{text}")
+            sys.stderr.flush()
+        elif enabled:
+            sys.stderr.write(text + "\n")
+
+    try:
+        yield show
+    finally:
+        if tty:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m aiolog bench``."""
+    parser.add_argument("--quick", action="store_true", help="one short repetition (~5 s)")
+    parser.add_argument("--reps", type=int, help="repetitions (default 3)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m aiolog bench``: the ~30 s suite, on this machine."""
+    config = SuiteConfig(**asdict(PRESETS["quick" if args.quick else "user"]))
+    if args.reps is not None:
+        config.reps = max(1, args.reps)
+    config.loop = args.loop
+    with _status(not args.quiet) as show:
+        results = run_suite(config, show)
+    print(format_tables(results))
+    print()
+    print("Machine:", format_machine(results["machine"]))
+    line = verdict(results["summary"])
+    if line:
+        print(line)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_worker()))

@@ -1,0 +1,166 @@
+"""Regenerate ``docs/benchmarks.md`` (and ``docs/benchmarks-emit.png``) from results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiolog import _bench
+
+PLOT_NAME = "benchmarks-emit.png"
+
+_METHOD = """\
+## What is measured
+
+Each setup runs in a fresh child process (`python -m aiolog._bench SETUP TEST`), the
+setups interleaved (their order rotates from one repetition to the next); the tables show
+the **median over the runs** ({reps} repetition(s)) of each figure, and the **totals** of
+the counts. Records go through the logger `bench`, which propagates to the root logger,
+where each setup installs its handler.
+
+**Emit cost.** Inside a task of a running `{loop}` loop, `logger.info("msg %s %d", "x", i)`
+is timed call by call with `time.perf_counter_ns()` ({emit_n:,} calls after {warmup:,}
+warm-up calls), minus the median cost of an empty timed block. Calls come in bursts of
+{burst} with a {pause_ms:g} ms sleep between bursts, like an application that logs while it
+works, so the listener threads get to run. The figure is what the *loop thread* pays per
+call; the formatting and writing done by a listener thread is not in it, except where that
+thread holds the GIL while the loop thread wants it (that shows in p99).
+
+**Loop lag.** A producer task logs {rate:,} records/s for {seconds:g} s (a burst every
+millisecond, sized to keep the rate) while a ticker task sleeps 1 ms over and over and
+records how late it wakes up. The first {settle_ms:g} ms are not counted.
+
+**Reading the figures.** Timings on a shared machine drift (a busy neighbour on the same
+core slows a whole process by up to 1.6x), so each repetition runs the emit test
+{emit_rounds} time(s) per setup, in rotating order; *vs {reference}* is the median of
+the ratios between runs made side by side, *best run* the lowest per-run median. `floor`
+and `stdlib-queue-nolistener` keep every record in memory: their *max* lag includes the
+garbage collector's full passes over them, not logging as such.
+
+**Counts.** After the last record the run waits until everything is written (for aiolog
+`pipeline.flush()`, for the stdlib `QueueListener.stop()`); that wait is *drain*. Then the
+lines of the output file are counted (*delivered*, out of the records emitted) and, for
+aiolog, the records its counters report as dropped (*lost*). `-` means "does not apply".
+"""
+
+_SETUP_NOTES = {
+    "disabled": "what a filtered-out call costs: the baseline of the loop",
+    "floor": "the cost of making a `LogRecord` and calling one handler: no handler beats it",
+    "stdlib-queue": "`QueueHandler.prepare()` formats the message and copies the record on "
+    "the loop thread; a `logging.Formatter` subclass writes `json.dumps` lines",
+    "stdlib-queue-nolistener": "the same emit path with nothing draining the queue: "
+    "the stdlib emit cost without a listener thread competing for the GIL",
+    "aiolog": "copy of the record, asyncio context capture (task, coroutine, contextvars), "
+    "bounded queue; JSON formatting and the file writes happen in the listener thread",
+}
+
+
+def _load(results: dict[str, Any], when: str) -> str:
+    values = (results.get("loadavg") or {}).get(when)
+    return "unknown" if not values else ", ".join(f"{v:g}" for v in values)
+
+
+def _plot(results: dict[str, Any], path: Path) -> bool:
+    """Bar plot of the median emit cost per setup; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    summary = results["summary"]
+    names = [name for name in summary if "emit" in summary[name]]
+    medians = [summary[name]["emit"]["emit_median_ns"] for name in names]
+    p90 = [summary[name]["emit"]["emit_p90_ns"] for name in names]
+    colors = ["#d62728" if name == "aiolog" else "#7f7f7f" for name in names]
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=110)
+    bars = ax.barh(names, medians, color=colors)
+    ax.scatter(p90, names, marker="|", s=200, color="black", label="p90", zorder=3)
+    ax.bar_label(bars, labels=[f"{m:,.0f} ns" for m in medians], padding=4, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ns per logger.info() call on the loop thread (median; | = p90)")
+    machine = results["machine"]
+    ax.set_title(
+        f"Emit cost per setup - Python {machine['python']}, {machine['cpus']} CPUs",
+        fontsize=10,
+    )
+    ax.set_xlim(0, max([*medians, *p90]) * 1.25)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def render(results: dict[str, Any], plot_name: str | None) -> str:
+    """The Markdown text of ``docs/benchmarks.md``."""
+    config = results["config"]
+    machine = results["machine"]
+    preset = results.get("preset", "full")
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `python -m benchmarks --write-docs`; edit benchmarks/_docs.py. -->",
+        "",
+        "What does logging cost an asyncio application? These figures compare aiolog with",
+        "the standard library's own non-blocking setup (`QueueHandler` + `QueueListener`)",
+        "and with two references: a disabled logger and the cheapest possible handler.",
+        "Run them on your machine with `python -m aiolog bench` (about 30 s), or the full",
+        "suite from a checkout with `python -m benchmarks`.",
+        "",
+    ]
+    if preset != "full":
+        lines += [f"> These are `{preset}` figures (a smoke run), not the recorded suite.", ""]
+    verdict = _bench.verdict(results["summary"])
+    if verdict:
+        lines += [f"**{verdict}**", ""]
+    lines += [_bench.format_tables(results, markdown=True), ""]
+    if plot_name:
+        lines += [f"![Median emit cost per setup]({plot_name})", ""]
+    lines += ["## Setups", "", "| setup | what it is | why it is here |", "|---|---|---|"]
+    for name, description in results["setups"].items():
+        lines.append(f"| `{name}` | {description} | {_SETUP_NOTES.get(name, '')} |")
+    lines += [
+        "",
+        _METHOD.format(
+            reps=config["reps"],
+            emit_rounds=config.get("emit_rounds", 1),
+            reference=_bench.REFERENCE,
+            loop=config["loop"],
+            emit_n=config["emit_n"],
+            warmup=config["warmup"],
+            burst=config["burst"],
+            pause_ms=config["pause"] * 1e3,
+            rate=config["rate"],
+            seconds=config["seconds"],
+            settle_ms=min(0.1, config["seconds"] / 10) * 1e3,
+        ),
+        "## Machine",
+        "",
+        f"- CPU: {machine['cpu']} ({machine['cpus']} logical CPUs)",
+        f"- OS: {machine['platform']}",
+        f"- Python: {machine['implementation']} {machine['python']} ({machine['python_build']})",
+        f"- aiolog: {machine['aiolog']}"
+        + (f" (git {machine['git_commit']})" if machine.get("git_commit") else ""),
+        f"- Suite run time: {results.get('elapsed_s', '?')} s; load average (1, 5, 15 min) "
+        f"before: {_load(results, 'before')}, after: {_load(results, 'after')}",
+        "",
+        "Raw per-run figures: `benchmarks/results/latest.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(results: dict[str, Any], docs: Path) -> list[Path]:
+    """Write the Markdown page (and the plot when matplotlib is installed); return paths."""
+    docs.mkdir(parents=True, exist_ok=True)
+    written = []
+    plot_path = docs / PLOT_NAME
+    has_plot = _plot(results, plot_path)
+    if has_plot:
+        written.append(plot_path)
+    page = docs / "benchmarks.md"
+    page.write_text(render(results, PLOT_NAME if has_plot else None), encoding="utf-8")
+    written.insert(0, page)
+    return written
