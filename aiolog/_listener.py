@@ -47,6 +47,11 @@ _LISTENERS: weakref.WeakSet[QueueListener] = weakref.WeakSet()
 _notice_logger = "aiolog"
 
 
+def _resolve_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _resolve(future: asyncio.Future[bool]) -> None:
     if not future.done():
         future.set_result(True)
@@ -241,6 +246,7 @@ class QueueListener(logging.handlers.QueueListener):
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
+        self._lingering: asyncio.Future[None] | None = None
         self._runners: list[_SinkRunner] = []
         self._stopping = False
         self._deadline = 0.0
@@ -361,7 +367,24 @@ class QueueListener(logging.handlers.QueueListener):
         if loop is None or event is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop has closed in between
-            loop.call_soon_threadsafe(event.set)
+            loop.call_soon_threadsafe(self._on_wake, event)
+
+    def _on_wake(self, event: asyncio.Event) -> None:
+        event.set()
+        linger = self._lingering
+        if linger is not None and not linger.done():
+            linger.set_result(None)
+
+    async def _linger(self) -> None:
+        """Sleep ``linger`` seconds, or less if woken (a flush or stop)."""
+        loop = asyncio.get_running_loop()
+        future = self._lingering = loop.create_future()
+        timer = loop.call_later(self.linger, _resolve_none, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            self._lingering = None
 
     # -- the listener thread --------------------------------------------------------------
 
@@ -430,7 +453,7 @@ class QueueListener(logging.handlers.QueueListener):
                 if len(items) >= self.max_batch:
                     await asyncio.sleep(0)
                 elif not self._stopping and self.linger > 0:
-                    await asyncio.sleep(self.linger)
+                    await self._linger()
                 continue
             if self._stopping:
                 return

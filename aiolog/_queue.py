@@ -196,12 +196,15 @@ class RecordQueue:
             target.offer(item)
 
     def put_marker(self, item: Any) -> None:
-        """Enqueue a control item for the listener, bypassing the bound and the counters."""
+        """Enqueue a control item for the listener, bypassing the bound and the counters.
+
+        Always wakes the listener, even mid-linger: a flush should not wait for the next
+        batch boundary.
+        """
         self._q.put(item)
-        if self.idle:
-            self.idle = False
-            if self.wake is not None:
-                self.wake()
+        self.idle = False
+        if self.wake is not None:
+            self.wake()
 
     # -- consumer side --------------------------------------------------------------------
 
