@@ -5,7 +5,7 @@ SHELL := bash
 
 VENV := .venv
 # Bootstraps $(VENV) (Python 3.11 when available) on first use, again when pyproject.toml changes.
-BOOTSTRAP := source scripts/lib.sh && ensure_main_venv
+BOOTSTRAP := source .ci/lib.sh && ensure_main_venv
 # Extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-k sinks -x"
 PYTEST_ARGS ?=
 
@@ -28,7 +28,7 @@ demo: venv
 	$(VENV)/bin/python -m aiolog demo
 
 test:
-	@bash scripts/test-all $(PYTEST_ARGS)
+	@bash .ci/test-all $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
