@@ -39,6 +39,12 @@ def _tcp_factory(url: str, **options: Any) -> logging.Handler:
     return TcpSink.from_url(url, **options)
 
 
+def _syslog_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.syslog import SyslogSink
+
+    return SyslogSink.from_url(url, **options)
+
+
 #: URL scheme -> factory ``(url, **options) -> logging.Handler``.
 SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "stderr": _stream_factory,
@@ -46,6 +52,9 @@ SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "file": _file_factory,
     "tcp": _tcp_factory,
     "tcp+tls": _tcp_factory,
+    "syslog+udp": _syslog_factory,
+    "syslog+tcp": _syslog_factory,
+    "syslog+tls": _syslog_factory,
 }
 
 

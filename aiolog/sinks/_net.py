@@ -47,6 +47,7 @@ __all__ = [
     "NetworkSink",
     "StreamSink",
     "TLSOptions",
+    "context_items",
     "parse_bool",
     "parse_endpoint",
     "parse_level",
@@ -279,6 +280,41 @@ class Backoff:
     def reset(self) -> None:
         """Start again from ``initial`` (after a success)."""
         self._step = self.initial
+
+
+# ---------------------------------------------------------------------------- records
+
+#: Context variables that belong to the interpreter or to libraries, not to the application
+#: (as :mod:`aiolog.formatting` leaves them out); names starting with ``_`` are left out too.
+_CONTEXT_DENYLIST: Final = frozenset(
+    {"decimal_context", "current_context", "current_async_library_cvar"}
+)
+_STRUCTLOG_PREFIX: Final = "structlog_"
+
+
+def context_items(record: logging.LogRecord) -> list[tuple[str, Any]]:
+    """The application's context variables captured with the record, sorted by name.
+
+    Variables bound with ``structlog.contextvars`` appear under their structlog key (and
+    not at all once unbound), as in :func:`aiolog.formatting.record_to_dict`.
+    """
+    context = getattr(record, "aiolog_context", None)
+    if context is None:
+        return []
+    pairs = []
+    for var, value in context.items():
+        name = getattr(var, "name", None)
+        if not isinstance(name, str):
+            continue
+        if name.startswith(_STRUCTLOG_PREFIX):
+            if value is Ellipsis:
+                continue
+            name = name[len(_STRUCTLOG_PREFIX) :]
+        if name.startswith("_") or name in _CONTEXT_DENYLIST:
+            continue
+        pairs.append((name, value))
+    pairs.sort(key=lambda pair: pair[0])
+    return pairs
 
 
 # ---------------------------------------------------------------------------- the base
