@@ -45,6 +45,12 @@ def _syslog_factory(url: str, **options: Any) -> logging.Handler:
     return SyslogSink.from_url(url, **options)
 
 
+def _http_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.http import HttpSink
+
+    return HttpSink.from_url(url, **options)
+
+
 #: URL scheme -> factory ``(url, **options) -> logging.Handler``.
 SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "stderr": _stream_factory,
@@ -55,6 +61,8 @@ SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "syslog+udp": _syslog_factory,
     "syslog+tcp": _syslog_factory,
     "syslog+tls": _syslog_factory,
+    "http": _http_factory,
+    "https": _http_factory,
 }
 
 
