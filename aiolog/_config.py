@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from aiolog import asyncio_diag
 from aiolog._handler import QueueHandler
 from aiolog._listener import QueueListener
 from aiolog._queue import OVERFLOW_POLICIES, Overflow, RecordQueue
@@ -51,6 +52,12 @@ def _http_factory(url: str, **options: Any) -> logging.Handler:
     return HttpSink.from_url(url, **options)
 
 
+def _otlp_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.otlp import OtlpSink
+
+    return OtlpSink.from_url(url, **options)
+
+
 #: URL scheme -> factory ``(url, **options) -> logging.Handler``.
 SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "stderr": _stream_factory,
@@ -63,6 +70,8 @@ SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "syslog+tls": _syslog_factory,
     "http": _http_factory,
     "https": _http_factory,
+    "otlp+http": _otlp_factory,
+    "otlp+https": _otlp_factory,
 }
 
 
@@ -202,6 +211,7 @@ class Pipeline:
             if _active is self:
                 _active = None
                 _detach(self, restore=True)
+                asyncio_diag.uninstall()
         ok = self.listener.stop(timeout)
         self.handler.listener = None
         for handler in self.owned:
@@ -231,6 +241,8 @@ def configure(
     capture_warnings: bool = True,
     adopt_handlers: bool = True,
     exit_timeout: float = 5.0,
+    asyncio_debug: bool | None = None,
+    asyncio_slow_callback: float | None = None,
 ) -> Pipeline:
     """Route all logging through aiolog, in one call.
 
@@ -252,9 +264,16 @@ def configure(
     :param capture_warnings: route :mod:`warnings` to logging (``logging.captureWarnings``).
     :param adopt_handlers: put the root logger's existing handlers behind the queue.
     :param exit_timeout: longest the exit drain waits for the sinks.
+    :param asyncio_debug: asyncio's development mode, reported as structured records:
+        debug mode on every loop, the ``asyncio`` logger at ``DEBUG``, ``ResourceWarning``
+        shown (see :func:`aiolog.asyncio_diag.install`, which ``configure`` always calls).
+        Default ``AIOLOG_ASYNCIO_DEBUG`` (``1``/``0``), else off.
+    :param asyncio_slow_callback: seconds above which a callback counts as slow in debug
+        mode (asyncio's default: 0.1).
     :raises ValueError: for any bad setting, before anything is changed.
     """
     global _active, _atexit_registered
+    diag = asyncio_diag._resolve(asyncio_debug, asyncio_slow_callback)
     level_no = _check_level(level if level is not None else os.environ.get("AIOLOG_LEVEL", "INFO"))
     if format is None:
         format = os.environ.get("AIOLOG_FORMAT") or None
@@ -325,6 +344,7 @@ def configure(
             root.handlers = [*keep, handler]  # one assignment: each record sees old or new
             root.setLevel(level_no)
         _active = pipeline
+        asyncio_diag._install(diag)
         if old is not None:
             old._stopped = True
             old.listener.stop(exit_timeout)

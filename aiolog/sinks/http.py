@@ -65,13 +65,13 @@ _GZIP_INLINE: Final = 64 * 1024
 HTTP_OPTIONS: Final = COMMON_OPTIONS | TLS_OPTIONS | {"retry_timeout", "batch_bytes", "token"}
 
 
-def require_httpx(kind: str, url: str) -> None:
+def require_httpx(kind: str, url: str, extra: str = "http") -> None:
     """Raise :class:`ValueError` naming the extra to install when httpx is missing."""
     try:
         import httpx  # noqa: F401
     except ImportError:
         raise ValueError(
-            f"{kind}: {redact_url(url)!r} needs httpx: pip install 'aiolog-queue[http]'"
+            f"{kind}: {redact_url(url)!r} needs httpx: pip install 'aiolog-queue[{extra}]'"
         ) from None
 
 
@@ -114,6 +114,8 @@ class HttpPoster(NetworkSink):
     """
 
     kind = "HttpPoster"
+    #: The optional dependency group that brings what the sink needs.
+    extra = "http"
 
     def __init__(
         self,
@@ -131,7 +133,7 @@ class HttpPoster(NetworkSink):
         server_hostname: str | None = None,
         **options: Any,
     ) -> None:
-        require_httpx(self.kind, url)
+        require_httpx(self.kind, url, self.extra)
         super().__init__(**options)
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
@@ -219,7 +221,7 @@ class HttpPoster(NetworkSink):
             self.connects += 1
         return client
 
-    async def _body(self, data: bytes) -> bytes:
+    async def _compressed(self, data: bytes) -> bytes:
         if not self.compress:
             return data
         if len(data) <= _GZIP_INLINE:
@@ -240,7 +242,7 @@ class HttpPoster(NetworkSink):
         headers["Content-Type"] = content_type
         if self.compress:
             headers["Content-Encoding"] = "gzip"
-        body = await self._body(data)
+        body = await self._compressed(data)
         extensions = {}
         if (
             self.tls is not None
