@@ -5,25 +5,34 @@ minimum: copy the record (other handlers of the same logger must see it unmodifi
 freeze what could change before the listener formats it, capture the asyncio context, and
 offer the copy to a bounded queue. No formatter runs here, no traceback is rendered (that
 would read source files through ``linecache``), and no lock is taken.
+
+The handler is also what :func:`logging.config.dictConfig` builds (see
+:mod:`aiolog.dictconfig`): its constructor accepts the keys of the stdlib's queue-handler
+form, and its :attr:`QueueHandler.listener` property starts the listener it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import enum
 import logging
 import logging.handlers
 import queue as queue_module
 import sys
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from aiolog import dictconfig
 from aiolog._context import ORIGIN_TASK, callback_name
 from aiolog._executor import INTERNAL_THREADS
+from aiolog._listener import QueueListener
 from aiolog._queue import Overflow, RecordQueue, _Counter
-from aiolog._record import IMMUTABLE_TYPES, get_message
+from aiolog._record import IMMUTABLE_TYPES, get_message, safe_repr
 
-__all__ = ["QueueHandler"]
+__all__ = ["EventDict", "QueueHandler", "freeze_event"]
 
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
@@ -33,6 +42,88 @@ _get_ident = threading.get_ident
 _new_record = logging.LogRecord.__new__
 _LogRecord = logging.LogRecord
 _NEEDS_TASKNAME = sys.version_info < (3, 12)
+_exc_info = sys.exc_info
+
+#: Records logged to a closed, named QueueHandler (dictConfig closes the old handlers before
+#: it attaches the new ones), kept for the next handler that gets the same name.
+_orphans: dict[str, RecordQueue] = {}
+_orphans_lock = threading.Lock()
+
+_MAX_FREEZE_DEPTH = 32
+
+
+class EventDict(dict[str, Any]):
+    """A structlog event dict carried as a record's ``msg``; ``str()`` is the event text.
+
+    It travels through the queue intact and the formatters in the listener turn its keys
+    into fields (see :func:`aiolog.formatting.record_to_dict`). Being a ``str()``-able
+    message, it also reads well to any plain :class:`logging.Formatter`
+    (``%(message)s`` is the event) and it is still a dict to structlog's
+    ``ProcessorFormatter``. Made by :func:`freeze_event`.
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        event = self.get("event")
+        if event.__class__ is str:
+            return event
+        try:
+            return str(event)
+        except Exception:
+            return safe_repr(event)
+
+
+def _freeze(value: Any, depth: int) -> Any:
+    """``value`` safe to read later on another thread: containers copied, objects rendered."""
+    cls = value.__class__
+    if cls in IMMUTABLE_TYPES:
+        return value
+    if depth >= _MAX_FREEZE_DEPTH:
+        return safe_repr(value)
+    depth += 1
+    if isinstance(value, dict):
+        return {key: _freeze(item, depth) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_freeze(item, depth) for item in value]
+        return tuple(items) if cls is tuple else items
+    if isinstance(value, enum.Enum):
+        return value
+    return safe_repr(value)  # could change before the listener runs: render it now
+
+
+def _exc_tuple(value: Any) -> Any:
+    """structlog's ``exc_info`` value as a ``sys.exc_info()`` tuple (or None), taken now."""
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple):
+        return value
+    if value:
+        info = _exc_info()
+        return info if info[0] is not None else None
+    return None
+
+
+def freeze_event(event_dict: Mapping[str, Any]) -> EventDict:
+    """Copy a structlog event dict into an :class:`EventDict` the listener may read later.
+
+    Immutable values are kept; dicts, lists and tuples are copied all the way down; other
+    objects (they could change before the listener formats them) are replaced by their
+    ``repr()``, which is also what JSON output would show. ``exc_info`` (``True``, an
+    exception or a tuple) becomes a ``sys.exc_info()`` tuple taken now, on the thread
+    that logs: the listener thread has no current exception.
+    """
+    frozen = EventDict(event_dict)
+    for key, value in event_dict.items():
+        if value.__class__ not in IMMUTABLE_TYPES:
+            frozen[key] = _freeze(value, 0)
+    if "exc_info" in frozen:
+        exc_info = _exc_tuple(event_dict["exc_info"])
+        if exc_info is None:
+            del frozen["exc_info"]
+        else:
+            frozen["exc_info"] = exc_info
+    return frozen
 
 
 def _coro_name(task: asyncio.Task[Any]) -> str | None:
@@ -53,33 +144,153 @@ class QueueHandler(logging.handlers.QueueHandler):
     * copies the record, so other handlers of the logger see it unmodified;
     * keeps ``msg % args`` for the listener when every argument is an immutable scalar, and
       renders it now otherwise (a list or an object could change before the listener runs);
+    * keeps a structlog event dict (a dict ``msg`` with an ``"event"`` key, as structlog's
+      stdlib integration logs it) as a dict, frozen by :func:`freeze_event`, instead of
+      turning it into a string (structlog #702);
     * records the asyncio task (``taskName``, backfilled on 3.10/3.11), its coroutine's
       qualified name (``aiolog_coro``) and a :mod:`contextvars` snapshot (``aiolog_context``);
     * offers the copy to the queue, which applies the overflow policy and counts drops.
 
     Records logged on aiolog's own threads (the listener and sink workers) are counted in
     :attr:`internal_dropped` and not queued, so a sink that logs cannot feed itself forever.
+
+    :param handlers: handlers (or names of handlers) to write to: the handler then builds
+        its listener (with ``listener``, ``respect_handler_level``) and starts it. This is
+        how :func:`logging.config.dictConfig` on 3.10/3.11, or the ``"()"`` form anywhere,
+        builds the stdlib's queue-handler form; see :mod:`aiolog.dictconfig`.
+    :param listener: with ``handlers``: the listener class or factory, or its dotted name
+        (default :class:`aiolog.QueueListener`).
+    :param respect_handler_level: with ``handlers``: passed to the listener.
+    :param maxsize: bound of the queue the handler makes (default 10 000).
+    :param overflow: its overflow policy (default ``"drop_newest"``).
+    :param timeout: the longest the ``"block"`` policy waits (default 1.0 s).
+    :param level: the handler's level.
+
+    .. versionchanged:: 0.1.0
+       ``handlers``, ``listener`` and ``respect_handler_level`` (the dictConfig keys).
     """
 
-    listener: logging.handlers.QueueListener | None
     queue: Any  # a RecordQueue, or any object with put_nowait()
 
     def __init__(
         self,
         queue: Any = None,
         *,
-        maxsize: int = 10_000,
-        overflow: Overflow = "drop_newest",
-        timeout: float = 1.0,
+        handlers: Iterable[logging.Handler | str] | None = None,
+        listener: Any = None,
+        respect_handler_level: bool = False,
+        maxsize: int | None = None,
+        overflow: Overflow | None = None,
+        timeout: float | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
+        options = {
+            key: value
+            for key, value in (("maxsize", maxsize), ("overflow", overflow), ("timeout", timeout))
+            if value is not None
+        }
+        pending: dict[str, Any] = {}
+        listener_obj: logging.handlers.QueueListener | None = None
+        # Resolve everything before the handler exists: a target that is not built yet
+        # must fail without side effects, for dictConfig to retry it later.
+        targets = None
+        if handlers is not None:
+            try:
+                targets = dictconfig.resolve_handlers(handlers)
+            except ValueError as exc:
+                if "not configured yet" in str(exc.__cause__):
+                    dictconfig.restore_for_retry()
+                raise
+        if targets is None and listener is not None:
+            raise ValueError("'listener' needs 'handlers': the handlers it should write to")
         if queue is None:
-            queue = RecordQueue(maxsize, overflow, timeout)
+            queue = dictconfig.record_queue(options)
+        else:
+            if not callable(getattr(queue, "put_nowait", None)):
+                queue = dictconfig.make_queue(queue)
+            if options:
+                if not dictconfig.is_stdlib_default_queue(queue):
+                    raise ValueError(
+                        f"{', '.join(options)} set up the queue the handler makes: give them "
+                        f"to the queue instead ({type(queue).__name__} was given)"
+                    )
+                pending = options  # 3.13's dictConfig: replaced when the listener is set
+        if targets is not None:
+            factory = dictconfig.listener_factory(listener)
+            listener_obj = factory(queue, *targets, respect_handler_level=respect_handler_level)
         logging.handlers.QueueHandler.__init__(self, queue)
-        self.listener = None
+        self._pending_options = pending
+        self._retired = False
         self.setLevel(level)
         self._internal = _Counter()
         self._foreign_dropped = _Counter()
+        if listener_obj is not None:
+            self.listener = listener_obj
+
+    @property
+    def listener(self) -> logging.handlers.QueueListener | None:
+        """The listener that drains this handler's queue, if one was attached.
+
+        Setting an :class:`aiolog.QueueListener` starts it (a no-op when it runs already):
+        :func:`logging.config.dictConfig` on 3.12+ sets this attribute and never starts
+        the listener itself (cpython #117827). When the handler and the listener share an
+        empty, unbounded :class:`queue.Queue` (what dictConfig makes when the config names
+        no queue), a bounded :class:`aiolog.RecordQueue` replaces it on both sides.
+        The stdlib's own :class:`logging.handlers.QueueListener`, which 3.12+ use when
+        the dict names no listener, is replaced by an aiolog one (as 3.10/3.11 would
+        build); other listener classes are stored and left to their owner to start, as
+        in the stdlib. ``None`` detaches without stopping.
+        """
+        return self.__dict__.get("_listener")
+
+    @listener.setter
+    def listener(self, listener: logging.handlers.QueueListener | None) -> None:
+        frame = dictconfig.caller_frame()
+        if type(listener) is logging.handlers.QueueListener and dictconfig.is_stdlib_default(frame):
+            # 3.12+ dictConfig with no "listener" key: aiolog's listener, as on 3.10/3.11.
+            listener = QueueListener(
+                listener.queue,
+                *listener.handlers,
+                respect_handler_level=listener.respect_handler_level,
+            )
+        if listener is None or not isinstance(listener, QueueListener):
+            self.__dict__["_listener"] = listener
+            return
+        options = {**self.__dict__.get("_pending_options", {})}
+        dropped = dictconfig.options_dropped_by_stdlib(frame)
+        for key, value in dropped.items():
+            if key not in dictconfig.QUEUE_OPTIONS:
+                raise TypeError(f"aiolog.QueueHandler got an unexpected key {key!r}")
+            options.setdefault(key, value)
+        if not listener.handlers:
+            raise ValueError(
+                "the listener has no handlers and would drop every record: "
+                "name the handlers it writes to under 'handlers'"
+            )
+        if listener.queue is self.queue and dictconfig.is_stdlib_default_queue(self.queue):
+            bounded = dictconfig.record_queue(options)
+            self.queue = listener.queue = bounded
+        elif options:
+            raise ValueError(
+                f"{', '.join(options)} set up the queue the handler makes: give them to "
+                f"the queue instead ({type(self.queue).__name__} was given)"
+            )
+        self._pending_options = {}
+        self.__dict__["_listener"] = listener
+        with _logging_lock_released():
+            listener.start()
+
+    def set_name(self, name: str) -> None:
+        """Name the handler; records a closed handler of that name kept come to this one."""
+        super().set_name(name)
+        q = self.queue
+        if name and isinstance(q, RecordQueue):
+            with _orphans_lock:
+                orphan = _orphans.pop(name, None)
+            if orphan is not None and orphan is not q:
+                orphan.forward(q)
+
+    name = property(logging.Handler.get_name, set_name)
 
     @property
     def internal_dropped(self) -> int:
@@ -131,20 +342,20 @@ class QueueHandler(logging.handlers.QueueHandler):
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Return a copy of ``record`` that is safe to format later, on another thread."""
         d = record.__dict__.copy()
-        args = d["args"]
-        if args:
-            if type(args) is tuple:
-                for arg in args:
-                    if type(arg) not in IMMUTABLE_TYPES:
-                        d["msg"] = get_message(record)
-                        d["args"] = None
-                        break
-            else:  # a single mapping argument: mutable
-                d["msg"] = get_message(record)
-                d["args"] = None
-        if type(d["msg"]) is not str:
-            d["msg"] = get_message(record)
-            d["args"] = None
+        if type(d["msg"]) is str:
+            args = d["args"]
+            if args:
+                if type(args) is tuple:
+                    for arg in args:
+                        if type(arg) not in IMMUTABLE_TYPES:
+                            d["msg"] = get_message(record)
+                            d["args"] = None
+                            break
+                else:  # a single mapping argument: mutable
+                    d["msg"] = get_message(record)
+                    d["args"] = None
+        else:
+            _freeze_message(record, d)
         loop = _get_running_loop()
         task = _current_task(loop) if loop is not None else None
         if task is None:
@@ -167,8 +378,81 @@ class QueueHandler(logging.handlers.QueueHandler):
         return copy
 
     def close(self) -> None:
-        """Stop an attached listener first (draining the queue), then close."""
+        """Stop an attached listener first (draining the queue), then close.
+
+        A named handler keeps what is still logged to it afterwards for its successor:
+        :func:`logging.config.dictConfig` closes the old handlers before it attaches the
+        new ones to the loggers, and a thread logging meanwhile must not lose records.
+        The records wait in a new bounded queue until a handler of the same name is made
+        (see :meth:`set_name`), which then writes them.
+        """
         listener = self.listener
-        if listener is not None:
-            listener.stop()
+        q = self.queue
+        name = self.name
+        if (
+            listener is not None
+            and name
+            and not self._retired
+            and isinstance(q, RecordQueue)
+            and not sys.is_finalizing()
+        ):
+            self._retired = True
+            holding = RecordQueue(q.maxsize, q.overflow, q.timeout)
+            self.queue = holding  # later records wait here...
+            with _logging_lock_released():
+                listener.stop()
+            q.forward(holding)  # ...and so do those that raced past the swap
+            with _orphans_lock:
+                previous = _orphans.get(name)
+                _orphans[name] = holding
+            if previous is not None:
+                previous.forward(holding)
+        elif isinstance(listener, QueueListener) or getattr(listener, "_thread", None):
+            with _logging_lock_released():
+                listener.stop()  # type: ignore[union-attr]
         super().close()
+
+
+@contextlib.contextmanager
+def _logging_lock_released() -> Iterator[None]:
+    """Let go of logging's module lock for the block, if this thread holds it.
+
+    :func:`logging.config.dictConfig` holds that lock while it builds and closes
+    handlers, and starting or stopping a listener waits for the listener thread. That
+    thread may need the lock meanwhile: the level check of a logger whose cache
+    dictConfig cleared (the new event loop's "Using selector" debug line), or the weakref
+    callback of any handler the garbage collector frees on that thread. Waiting for it
+    while holding the lock would deadlock, so the lock is released (all its recursion
+    levels) and taken back afterwards, as :class:`threading.Condition` does.
+    """
+    lock: Any = logging._lock  # type: ignore[attr-defined]
+    is_owned = getattr(lock, "_is_owned", None)
+    if is_owned is None or not is_owned():
+        yield
+        return
+    state = lock._release_save()
+    try:
+        yield
+    finally:
+        lock._acquire_restore(state)
+
+
+def _freeze_message(record: logging.LogRecord, d: dict[str, Any]) -> None:
+    """Make a non-str ``msg`` safe for later: a structlog event dict frozen, else rendered."""
+    msg = d["msg"]
+    if msg.__class__ is dict and "event" in msg:  # structlog's ProcessorFormatter recipe
+        msg = freeze_event(msg)
+    if msg.__class__ is not EventDict:
+        d["msg"] = get_message(record)
+        d["args"] = None
+        return
+    if d["exc_info"] is None and "exc_info" in msg:
+        d["exc_info"] = msg["exc_info"]
+    args = d["args"]
+    if args and (type(args) is not tuple or any(type(arg) not in IMMUTABLE_TYPES for arg in args)):
+        rendered: logging.LogRecord = _new_record(_LogRecord)
+        rendered.__dict__ = {"msg": msg, "args": args}
+        msg = EventDict(msg)
+        msg["event"] = get_message(rendered)
+        d["args"] = None
+    d["msg"] = msg
