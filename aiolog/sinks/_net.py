@@ -457,7 +457,9 @@ class StreamSink(NetworkSink):
         """Write one chunk on a live connection; on failure drop it and the connection."""
         writer = await self._connected()
         try:
-            writer.writelines(frames)
+            # One write(), not writelines(): Python 3.12+ selector transports skip flow
+            # control in writelines(), so drain() would return at once and buffer forever.
+            writer.write(b"".join(frames))
             await asyncio.wait_for(writer.drain(), self.write_timeout)
         except (OSError, asyncio.TimeoutError, ssl.SSLError, RuntimeError) as exc:
             # RuntimeError: some loops report writing to a transport closed meanwhile so.

@@ -210,12 +210,13 @@ def test_records_are_grouped_by_logger_into_scopes() -> None:
 def test_record_fields_and_attributes() -> None:
     """Times in ns as strings, severity, body; extras typed; code, thread, task attributes."""
     var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
-    var.set("r-1")
+    context = contextvars.copy_context()  # set in a copy: the test's own context stays clean
+    context.run(var.set, "r-1")
     rec = record("hi", logging.WARNING, user="ann", count=3, ratio=0.5, ok=True, skip=None)
     rec.created = 1700000000.25
     rec.taskName = "t-1"
     rec.aiolog_coro = "fetch"
-    rec.aiolog_context = contextvars.copy_context()
+    rec.aiolog_context = context
     item = json.loads(OtlpSink("http://h/").encode_json([rec]))["resourceLogs"][0]["scopeLogs"][0][
         "logRecords"
     ][0]

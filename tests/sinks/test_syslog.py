@@ -153,9 +153,10 @@ def test_structured_data_carries_the_asyncio_origin_escaped() -> None:
 def test_extra_fields_and_context_variables_go_into_their_own_element() -> None:
     """extra= values (non-strings as JSON) and context variables form extra@32473."""
     var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
-    var.set("r-1")
+    context = contextvars.copy_context()  # set in a copy: the test's own context stays clean
+    context.run(var.set, "r-1")
     rec = record(user="ann", ids=[1, 2], **{"bad name=": "x"})
-    rec.aiolog_context = contextvars.copy_context()
+    rec.aiolog_context = context
     rest = parse(SyslogSink("h"), rec)["rest"]
     assert '[extra@32473 request_id="r-1" user="ann" ids="[1,2\\]" bad_name_="x"] hello' in rest
 
