@@ -322,7 +322,7 @@ def context_items(record: logging.LogRecord) -> list[tuple[str, Any]]:
 
 def describe(exc: BaseException) -> str:
     """``"TypeName: message"``, as the listener shows errors (never empty)."""
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not str(exc):
         return "TimeoutError: timed out"
     text = str(exc) or repr(exc)
     return f"{type(exc).__name__}: {text}"
