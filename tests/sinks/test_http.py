@@ -16,7 +16,14 @@ import pytest
 import aiolog
 from aiolog.sinks.http import HttpSink, retry_after
 from tests.helpers import run
-from tests.integration.peers import Certs, HttpPeer, http_peer, make_certs, reserve_port
+from tests.integration.peers import (
+    Certs,
+    HttpPeer,
+    http_peer,
+    make_certs,
+    reserve_port,
+    tcp_peer,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -292,3 +299,26 @@ def test_configure_counts_rejected_batches_as_dropped() -> None:
         stats = pipeline.stats()["sinks"][peer.url()]
         assert (1, 1) == (stats["written"], stats["dropped"])
         assert [["rejected"], ["accepted"]] == messages(peer)
+
+
+def test_network_sinks_make_no_blocking_call_on_the_listener_loop(
+    blockbuster: object, certs: Certs
+) -> None:
+    """TLS, HTTP with gzip, OTLP protobuf and UDP syslog all stay off blocking calls."""
+    with (
+        tcp_peer(ssl_context=certs.server_context()) as tls_peer,
+        http_peer() as peer,
+        aiolog.configure(
+            [
+                f"tcp+tls://127.0.0.1:{tls_peer.port}?ca={certs.ca}",
+                f"{peer.url()}?gzip=true",
+                f"otlp+http://127.0.0.1:{peer.port}?encoding=protobuf&compression=gzip",
+                f"syslog+udp://127.0.0.1:{tls_peer.port}",
+            ]
+        ) as pipeline,
+    ):
+        for i in range(500):
+            logging.getLogger("app").warning("message %d %s", i, "x" * 200)
+        assert pipeline.flush(10)
+        stats = pipeline.stats()["sinks"]
+        assert [(500, 0)] * 4 == [(s["written"], s["dropped"]) for s in stats.values()]
