@@ -243,6 +243,7 @@ def configure(
     exit_timeout: float = 5.0,
     asyncio_debug: bool | None = None,
     asyncio_slow_callback: float | None = None,
+    structlog: bool = False,
 ) -> Pipeline:
     """Route all logging through aiolog, in one call.
 
@@ -270,6 +271,9 @@ def configure(
         Default ``AIOLOG_ASYNCIO_DEBUG`` (``1``/``0``), else off.
     :param asyncio_slow_callback: seconds above which a callback counts as slow in debug
         mode (asyncio's default: 0.1).
+    :param structlog: also configure structlog to log through this pipeline (see
+        :func:`aiolog.structlog.configure_structlog`): ``structlog.get_logger()`` records
+        share the sinks, levels and exit drain, and are rendered in the listener.
     :raises ValueError: for any bad setting, before anything is changed.
     """
     global _active, _atexit_registered
@@ -358,6 +362,10 @@ def configure(
         if not _atexit_registered:
             atexit.register(_exit_drain)
             _atexit_registered = True
+    if structlog:
+        from aiolog.structlog import configure_structlog
+
+        configure_structlog()
     return pipeline
 
 

@@ -32,7 +32,14 @@ from aiolog._listener import QueueListener
 from aiolog._queue import Overflow, RecordQueue, _Counter
 from aiolog._record import IMMUTABLE_TYPES, get_message, safe_repr
 
-__all__ = ["EventDict", "QueueHandler", "freeze_event"]
+__all__ = [
+    "EventDict",
+    "PreparedRecord",
+    "QueueHandler",
+    "fill_context",
+    "freeze_event",
+    "freeze_in_place",
+]
 
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
@@ -113,22 +120,57 @@ def freeze_event(event_dict: Mapping[str, Any]) -> EventDict:
     exception or a tuple) becomes a ``sys.exc_info()`` tuple taken now, on the thread
     that logs: the listener thread has no current exception.
     """
-    frozen = EventDict(event_dict)
-    for key, value in event_dict.items():
+    return freeze_in_place(EventDict(event_dict))
+
+
+def freeze_in_place(event: EventDict) -> EventDict:
+    """:func:`freeze_event` for an :class:`EventDict` that nothing else refers to yet."""
+    exc_info = event.pop("exc_info", None) if "exc_info" in event else None
+    for key, value in event.items():
         if value.__class__ not in IMMUTABLE_TYPES:
-            frozen[key] = _freeze(value, 0)
-    if "exc_info" in frozen:
-        exc_info = _exc_tuple(event_dict["exc_info"])
-        if exc_info is None:
-            del frozen["exc_info"]
-        else:
-            frozen["exc_info"] = exc_info
-    return frozen
+            event[key] = _freeze(value, 0)  # a new value for a key: no resize, iteration goes on
+    if exc_info is not None:
+        exc_info = _exc_tuple(exc_info)
+        if exc_info is not None:
+            event["exc_info"] = exc_info
+    return event
 
 
 def _coro_name(task: asyncio.Task[Any]) -> str | None:
     coro = task.get_coro()
     return getattr(coro, "__qualname__", None) or getattr(coro, "__name__", None)
+
+
+class PreparedRecord(logging.LogRecord):
+    """A record made with its emit-time context already captured (see :func:`fill_context`).
+
+    :mod:`aiolog.structlog` builds its records this way, frozen and complete, so that
+    :meth:`QueueHandler.prepare` only has to copy them.
+    """
+
+
+def fill_context(d: dict[str, Any]) -> None:
+    """Capture into a record's ``__dict__`` what :meth:`QueueHandler.prepare` captures.
+
+    The asyncio task (``taskName``), its coroutine (``aiolog_coro``), the loop callback
+    (``aiolog_callback``) off the task path, and the :mod:`contextvars` snapshot
+    (``aiolog_context``). ``prepare`` does the same inline: it is the stdlib hot path.
+    """
+    loop = _get_running_loop()
+    task = _current_task(loop) if loop is not None else None
+    if task is None:
+        if loop is not None:
+            d["aiolog_callback"] = callback_name()
+        else:
+            ref = _origin_task()
+            task = ref() if ref is not None else None
+    if task is not None:
+        if _NEEDS_TASKNAME or d.get("taskName") is None:
+            d["taskName"] = task.get_name()
+        d["aiolog_coro"] = _coro_name(task)
+    elif _NEEDS_TASKNAME:
+        d["taskName"] = None
+    d["aiolog_context"] = _copy_context()
 
 
 class QueueHandler(logging.handlers.QueueHandler):
@@ -328,6 +370,23 @@ class QueueHandler(logging.handlers.QueueHandler):
         except Exception:
             self.handleError(record)
 
+    def emit_prepared(self, record: PreparedRecord) -> None:
+        """:meth:`handle` for a :class:`PreparedRecord` that no other handler will see.
+
+        Such a record needs no copy: :mod:`aiolog.structlog` made it for this handler
+        alone, frozen and with its context captured. Filters take the usual path.
+        """
+        if self.filters:
+            self.handle(record)
+            return
+        try:
+            if _get_ident() in INTERNAL_THREADS:
+                self._internal.inc()
+                return
+            self.enqueue(record)
+        except Exception:
+            self.handleError(record)
+
     def enqueue(self, record: logging.LogRecord) -> None:
         """Offer to the queue under its overflow policy (a refusal is counted, not raised)."""
         q = self.queue
@@ -354,6 +413,10 @@ class QueueHandler(logging.handlers.QueueHandler):
                 else:  # a single mapping argument: mutable
                     d["msg"] = get_message(record)
                     d["args"] = None
+        elif record.__class__ is PreparedRecord:  # captured and frozen when it was made
+            prepared: logging.LogRecord = _new_record(_LogRecord)
+            prepared.__dict__ = d
+            return prepared
         else:
             _freeze_message(record, d)
         loop = _get_running_loop()

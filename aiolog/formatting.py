@@ -29,9 +29,11 @@ The structured form, :func:`record_to_dict`, has these keys, in this order::
     callback    "Pool._reap"                    only for records logged from a loop callback
     exception   {"type", "message", "traceback"} only with exc_info / exc_text
     stack       "Stack (most recent call last):..."   only with stack_info
-    context     {"request_id": "r-1"}           contextvars at emit time, only if any
+    context     {"db": "main"}                  contextvars at emit time, only if any
+    ...         structlog fields, at top level: the event dict's keys and the variables
+                bound with structlog.contextvars (request_id="r-1"), in that order
     ...         extra= fields, at top level
-    extra       {...}                           extra= fields whose names collide with the above
+    extra       {...}                           fields whose names collide with the above
 
 :class:`JSONFormatter` writes that dict as one JSON line; :class:`LogfmtFormatter` and
 :class:`TextFormatter` render the same information as ``key=value`` pairs and as
@@ -155,11 +157,40 @@ def _rfc3339(created: float) -> str:
 
 
 def _message(record: logging.LogRecord) -> str:
-    """The rendered message: the listener's ``record.message`` if set, else rendered now."""
+    """The rendered message: the listener's ``record.message`` if set, else rendered now.
+
+    A plain dict as ``msg`` is a structlog event dict (structlog's stdlib integration
+    logs it so): its message is the event. (aiolog's handler turns those into an
+    :class:`aiolog.structlog.EventDict`, whose ``str()`` is the event already.)
+    """
+    msg = record.msg
+    if msg.__class__ is dict:
+        return _safe_str(msg.get("event"))
     message = record.__dict__.get("message")
     if message.__class__ is str:
         return message
     return get_message(record)
+
+
+#: Keys of a structlog event dict that are not fields: the message, and what the record
+#: carries in its own attributes (the exception, the stack, ``%`` arguments).
+_EVENT_SPECIAL: Final = frozenset({"event", "exc_info", "stack_info", "positional_args"})
+
+
+def _structlog_fields(record: logging.LogRecord, bound: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The fields structlog would render: the event dict's keys, then the bound variables.
+
+    The event dict is the record's ``msg`` when structlog logged it (see
+    :class:`aiolog.structlog`); ``bound`` holds the variables bound with
+    :func:`structlog.contextvars.bind_contextvars`, whose values structlog's
+    ``merge_contextvars`` would add unless the event has the key already.
+    """
+    msg = record.msg
+    if msg.__class__ is str or not isinstance(msg, dict):
+        return list(bound.items())
+    fields = [(key, value) for key, value in msg.items() if key not in _EVENT_SPECIAL]
+    fields.extend((key, value) for key, value in bound.items() if key not in msg)
+    return fields
 
 
 _extra_keys_by_shape: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -276,10 +307,19 @@ def _context(
     lines comparable from one run to the next. With ``json_ready`` the values are
     normalised for JSON (see :func:`_normalize`).
     """
+    variables, bound = _context_parts(context, select, json_ready)
+    return {**variables, **bound} if bound else variables
+
+
+def _context_parts(
+    context: object, select: bool | frozenset[str], json_ready: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`_context`, split: ``(other variables, variables bound by structlog)``."""
     if select is False:
-        return {}
+        return {}, {}
     names = select if isinstance(select, frozenset) else None
-    pairs = []
+    pairs: list[tuple[str, Any]] = []
+    bound: list[tuple[str, Any]] = []
     for var, value in context.items():  # type: ignore[attr-defined]
         name, public, from_structlog = _variables.get(var) or _variable(var)
         if from_structlog and value is Ellipsis:  # unbound by structlog.contextvars
@@ -289,10 +329,12 @@ def _context(
             continue
         if json_ready and value.__class__ not in _JSON_SCALARS:
             value = _normalize(value)
-        pairs.append((name, value))
+        (bound if from_structlog else pairs).append((name, value))
     if len(pairs) > 1:
         pairs.sort(key=itemgetter(0))
-    return dict(pairs)
+    if len(bound) > 1:
+        bound.sort(key=itemgetter(0))
+    return dict(pairs), dict(bound)
 
 
 # ---------------------------------------------------------------------------- the structure
@@ -334,15 +376,27 @@ def _build(
             out["exception"] = exception
     if record.stack_info:
         out["stack"] = record.stack_info
+    bound: dict[str, Any] = {}
     if select is not False:
         context = getattr(record, "aiolog_context", None)
         if context is not None:
-            variables = _context(context, select, json_ready)
+            variables, bound = _context_parts(context, select, json_ready)
             if variables:
                 out["context"] = variables
     if static:
         out.update(static)
     nested: dict[str, Any] | None = None
+    if bound or record.msg.__class__ is not str:
+        for key, value in _structlog_fields(record, bound):
+            if json_ready and value.__class__ not in _JSON_SCALARS:
+                value = _normalize(value)
+            if key in reserved:
+                if out.get(key) != value:  # e.g. structlog's own "level": the same, dropped
+                    if nested is None:
+                        nested = {}
+                    nested[key] = value
+            else:
+                out[key] = value
     attributes = record.__dict__
     for key in _extra_keys(record):
         value = attributes[key]
@@ -375,7 +429,9 @@ def record_to_dict(
         into ``"context"``: ``True`` for all but private (``_name``) and interpreter or
         library ones (``decimal_context``, ...); ``False`` for none; or a collection of
         names for exactly those. Variables bound with
-        :func:`structlog.contextvars.bind_contextvars` appear under their structlog key.
+        :func:`structlog.contextvars.bind_contextvars` are fields at top level, under
+        their structlog key, as structlog would render them; so are the keys of a
+        structlog event dict logged as ``msg`` (the message is its ``"event"``).
     :param location: add ``file``, ``line`` and ``function`` (where the call was made).
 
     .. versionadded:: 0.1.0
@@ -1002,6 +1058,9 @@ class TextFormatter(_StructuredFormatter):
                     origin.append(f"{name}={_text_value(value)}")
         if origin:
             parts.append(f"[{' '.join(origin)}]")
+        if record.msg.__class__ is not str:
+            for key, value in _structlog_fields(record, {}):
+                parts.append(f"{key}={_text_value(value)}")
         attributes = record.__dict__
         for key in _extra_keys(record):
             parts.append(f"{key}={_text_value(attributes[key])}")
