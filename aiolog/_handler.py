@@ -281,7 +281,8 @@ class QueueHandler(logging.handlers.QueueHandler):
         The stdlib's own :class:`logging.handlers.QueueListener`, which 3.12+ use when
         the dict names no listener, is replaced by an aiolog one (as 3.10/3.11 would
         build); other listener classes are stored and left to their owner to start, as
-        in the stdlib. ``None`` detaches without stopping.
+        in the stdlib. ``None`` detaches without stopping. Set by dictConfig, it also
+        installs :func:`aiolog.dictconfig.drain_on_sigterm`.
         """
         return self.__dict__.get("_listener")
 
@@ -321,6 +322,8 @@ class QueueHandler(logging.handlers.QueueHandler):
         self.__dict__["_listener"] = listener
         with _logging_lock_released():
             listener.start()
+        if dictconfig.building_handler():
+            dictconfig.drain_on_sigterm()
 
     def set_name(self, name: str) -> None:
         """Name the handler; records a closed handler of that name kept come to this one."""

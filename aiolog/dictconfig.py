@@ -74,9 +74,11 @@ Exit and reconfiguration
 The listener drains into its handlers and stops before they are closed: an exit hook
 stops every listener before :func:`logging.shutdown` runs, and ``logging.shutdown``
 closes handlers newest first (the queue handler, whose ``close()`` stops its listener,
-before the handlers it writes to). Calling ``dictConfig`` again closes the old handlers
-first and attaches the new ones later; records logged in between are kept by the old
-handler and handed to the new handler of the same name.
+before the handlers it writes to). A SIGTERM with the default disposition would kill the
+process without running either, so dictConfig-built handlers also install
+:func:`drain_on_sigterm`. Calling ``dictConfig`` again closes the old handlers first and
+attaches the new ones later; records logged in between are kept by the old handler and
+handed to the new handler of the same name.
 """
 
 from __future__ import annotations
@@ -86,15 +88,23 @@ import logging
 import logging.config
 import logging.handlers
 import queue as queue_module
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import Any
 
-from aiolog._listener import QueueListener
+from aiolog._listener import QueueListener, stop_all
 from aiolog._queue import RecordQueue
 
-__all__ = ["QUEUE_OPTIONS", "listener", "options_dropped_by_stdlib", "restore_for_retry"]
+__all__ = [
+    "QUEUE_OPTIONS",
+    "drain_on_sigterm",
+    "listener",
+    "options_dropped_by_stdlib",
+    "restore_for_retry",
+]
 
 #: Keys of a queue handler's dict that set up the queue aiolog makes.
 QUEUE_OPTIONS = ("maxsize", "overflow", "timeout")
@@ -249,6 +259,24 @@ def is_stdlib_default(frame: FrameType | None) -> bool:
     return frame.f_locals.get("lklass") is logging.handlers.QueueListener
 
 
+def _dictconfig_frame(start: FrameType | None) -> FrameType | None:
+    """The frame of dictConfig's ``configure_handler`` among ``start`` and its 7 callers."""
+    configure = getattr(logging.config.DictConfigurator, "configure_handler", None)
+    frame = start
+    for _ in range(8):
+        if frame is None or configure is None:
+            return None
+        if frame.f_code is configure.__code__:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def building_handler() -> bool:
+    """True when the caller runs inside dictConfig's ``configure_handler``."""
+    return _dictconfig_frame(sys._getframe(1)) is not None
+
+
 def restore_for_retry() -> None:
     """Put back the keys dictConfig took from a handler's dict, so that it can retry it.
 
@@ -258,20 +286,57 @@ def restore_for_retry() -> None:
     stdlib restores it the same way for its own deferred handlers). Found on the stack by
     code object; does nothing when the caller is not dictConfig.
     """
-    configure = getattr(logging.config.DictConfigurator, "configure_handler", None)
-    if configure is None:  # pragma: no cover - every supported Python has it
-        return
-    frame: FrameType | None = sys._getframe(1)
-    for _ in range(8):
-        if frame is None:
-            return
-        if frame.f_code is configure.__code__:
-            config = frame.f_locals.get("config")
-            original = frame.f_locals.get("config_copy")
-            if isinstance(config, dict) and isinstance(original, dict):
-                config.update(original)
-            return
-        frame = frame.f_back
+    frame = _dictconfig_frame(sys._getframe(1))
+    if frame is not None:
+        config = frame.f_locals.get("config")
+        original = frame.f_locals.get("config_copy")
+        if isinstance(config, dict) and isinstance(original, dict):
+            config.update(original)
+
+
+def drain_on_sigterm(timeout: float = 5.0) -> bool:
+    """Drain aiolog's listeners when a SIGTERM would kill the process outright.
+
+    With SIGTERM's default disposition the process dies at once: no :mod:`atexit` hook
+    runs, so records still queued are lost. That is also how uvicorn ends after a
+    graceful shutdown: it restores the handler it found and raises the signal again.
+    This installs, in place of the default disposition only, a handler that stops every
+    running listener (each drains into its sinks, within ``timeout`` seconds) and then
+    dies of the signal the default way, so the exit status is unchanged.
+
+    Called for handlers built by :func:`logging.config.dictConfig` (the configuration
+    runs before a server such as uvicorn takes the signals over, and the server restores
+    this handler afterwards). Returns True when the handler is (now) installed. Does
+    nothing off the main thread, or when SIGTERM already has a handler.
+
+    .. versionadded:: 0.1.0
+    """
+    global _drain_timeout
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _drain_then_die:
+            _drain_timeout = timeout
+            return True
+        if current is not signal.SIG_DFL:
+            return False
+        _drain_timeout = timeout
+        signal.signal(signal.SIGTERM, _drain_then_die)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        return False
+    return True
+
+
+_drain_timeout = 5.0
+
+
+def _drain_then_die(signum: int, frame: FrameType | None) -> None:
+    try:
+        stop_all(_drain_timeout)
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 def caller_frame() -> FrameType | None:

@@ -7,6 +7,7 @@ import logging
 import logging.config
 import logging.handlers
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -27,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _close_configured_handlers() -> Iterator[None]:
-    """Close, newest first, the handlers a test's dictConfig made (stopping their listeners)."""
+    """Close, newest first, the handlers a test's dictConfig made; restore SIGTERM."""
     before = set(logging._handlerList)  # type: ignore[attr-defined]
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         yield
     finally:
@@ -37,6 +39,7 @@ def _close_configured_handlers() -> Iterator[None]:
             if ref not in before and handler is not None:
                 handler.close()
         handler_module._orphans.clear()
+        signal.signal(signal.SIGTERM, sigterm)
 
 
 def config(
@@ -363,6 +366,60 @@ def test_exit_drains_the_listener_before_targets_close(tmp_path: Path) -> None:
     messages = [json.loads(line)["message"] for line in out.read_text().splitlines()]
     assert [f"record {i}" for i in range(total)] == messages
     assert ["emit"] * total + ["close"] == events.read_text().split()
+
+
+SIGTERM_SCRIPT = """
+import asyncio, logging, logging.config, os, signal, sys
+
+logging.config.dictConfig({{
+    "version": 1,
+    "handlers": {{
+        "file": {{"()": "aiolog.sink", "url": "file:" + sys.argv[1], "formatter": "json"}},
+        "queue": {{"class": "aiolog.QueueHandler", "handlers": ["file"]}},
+    }},
+    "formatters": {{"json": {{"()": "aiolog.JSONFormatter"}}}},
+    "root": {{"level": "INFO", "handlers": ["queue"]}},
+}})
+
+
+async def main():
+    for i in range({total}):
+        logging.getLogger("app").info("record %d", i)
+    signal.raise_signal(signal.SIGTERM)  # the default disposition: the process dies here
+
+
+asyncio.run(main())
+"""
+
+
+def test_sigterm_with_default_disposition_drains_first(tmp_path: Path) -> None:
+    """A SIGTERM that kills the process (as uvicorn re-raises it) still loses nothing."""
+    total = 5000
+    out = tmp_path / "app.jsonl"
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(SIGTERM_SCRIPT.format(total=total)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out)], env=env, capture_output=True, timeout=60
+    )
+    assert -signal.SIGTERM == proc.returncode, proc.stderr
+    messages = [json.loads(line)["message"] for line in out.read_text().splitlines()]
+    assert [f"record {i}" for i in range(total)] == messages
+
+
+def test_sigterm_drain_leaves_an_existing_handler_alone() -> None:
+    """drain_on_sigterm() only replaces the default disposition."""
+    from aiolog.dictconfig import drain_on_sigterm
+
+    def mine(signum: int, frame: Any) -> None:  # pragma: no cover - never delivered
+        pass
+
+    signal.signal(signal.SIGTERM, mine)
+    assert not drain_on_sigterm()
+    assert mine is signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert drain_on_sigterm()
+    assert signal.SIG_DFL is not signal.getsignal(signal.SIGTERM)
 
 
 def test_example_yaml_config_works_on_this_python(tmp_path: Path) -> None:
