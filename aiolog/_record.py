@@ -113,7 +113,6 @@ def get_message(record: logging.LogRecord) -> str:
 def extra_items(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:
     """Yield the ``extra=`` fields of a record (attributes logging itself does not set)."""
     for key, value in record.__dict__.items():
-        if not isinstance(key, str):  # extra={1: ...} is legal: pass the key on as it is
-            yield key, value
-        elif key not in RESERVED_ATTRS and not key.startswith("_"):
+        # extra={1: ...} is legal: a key that is not a str is passed on as it is.
+        if not isinstance(key, str) or (key not in RESERVED_ATTRS and not key.startswith("_")):
             yield key, value
