@@ -9,7 +9,8 @@ them into records whose fields a log pipeline can filter, count and alert on:
 ==================  ==========================================================================
 ``diagnostic``      ``never_retrieved``, ``pending_task_destroyed``, ``callback_exception``,
                     ``loop_exception`` (anything else given to the exception handler),
-                    ``slow_callback`` or ``never_awaited``: the kind of record, to filter on
+                    ``slow_callback``, ``never_awaited`` or ``resource_warning``: the kind
+                    of record, to filter on
 task / coro         the task the record is about (the task whose exception was lost, the task
                     whose step was slow), as the record's own ``task``/``coro`` fields
 callback            the loop callback the record is about (a callback that raised or was slow)
@@ -21,6 +22,7 @@ exception           the exception (``exc_info``), which formatters render as
                     as ``"file:line in function"`` strings (loop debug mode only)
 ``duration``        seconds a slow callback took (float)
 ``coroutine``       qualified name of a coroutine that was never awaited
+``warned_at``       ``file:line`` where a ``ResourceWarning``'s object was dropped
 ==================  ==========================================================================
 
 Everything is taken from the objects at once, in the exception handler or the warning hook
@@ -463,8 +465,17 @@ def _warn_unawaited_coroutine(coro: Any) -> None:
         _local.unawaited = None
 
 
+_RESOURCE_WARNING = re.compile(r"(?P<file>.*):(?P<line>\d+): ResourceWarning: (?P<message>[^\n]*)")
+
+
 class _WarningsFilter(logging.Filter):
-    """On ``py.warnings``: gives a never-awaited coroutine's warning its fields."""
+    """On ``py.warnings``: fields for never-awaited coroutines and resource warnings.
+
+    ``logging.captureWarnings`` logs each warning as one formatted string; a coroutine's
+    name and origin come from :func:`_warn_unawaited_coroutine`, and a ``ResourceWarning``
+    (an unclosed socket, transport or file) is split into its message and ``warned_at``
+    (the ``file:line`` that dropped the last reference).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         pending = getattr(_local, "unawaited", None)
@@ -477,6 +488,19 @@ class _WarningsFilter(logging.Filter):
             record.coroutine = qualname
             if frames:
                 record.source_traceback = frames
+            return True
+        text: object = record.msg  # logger.warning(str(s)) on 3.11+
+        args = record.args
+        if text == "%s" and isinstance(args, tuple) and len(args) == 1:  # 3.10
+            text = args[0]
+        elif args:
+            return True
+        match = _RESOURCE_WARNING.match(text) if isinstance(text, str) else None
+        if match is not None:
+            record.msg = match["message"]
+            record.args = None
+            record.diagnostic = "resource_warning"
+            record.warned_at = f"{match['file']}:{match['line']}"
         return True
 
 
@@ -741,7 +765,9 @@ def _debug_off() -> None:
     filters: list[Any] = warnings.filters  # type: ignore[assignment]
     if state.resource_filter in filters:
         filters.remove(state.resource_filter)
-        warnings._filters_mutated()  # type: ignore[attr-defined]
+        mutated = getattr(warnings, "_filters_mutated", None)  # resets "once" registries
+        if mutated is not None:
+            mutated()
 
 
 # ---------------------------------------------------------------------------- public

@@ -157,7 +157,7 @@ def test_exception_in_callback(sink: CaptureSink, loop_factory: LoopFactory) -> 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.call_soon(raise_in_callback)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
 
     run(main, loop_factory)
     (record,) = flushed(sink, "callback_exception")
@@ -176,7 +176,7 @@ def test_records_reach_loops_made_by_runners_after_configure(
 
     async def main() -> None:
         asyncio.get_running_loop().call_soon(raise_in_callback)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
 
     run_driven(main, loop_factory)
     (record,) = flushed(sink, "callback_exception")
@@ -190,7 +190,7 @@ def test_loop_running_when_configure_is_called(loop_factory: LoopFactory) -> Non
     async def main() -> None:
         aiolog.configure([sink])
         asyncio.get_running_loop().call_soon(raise_in_callback)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
 
     asyncio_diag.uninstall()
     run(main, loop_factory)
@@ -212,7 +212,7 @@ def test_existing_handler_is_chained(loop_factory: LoopFactory) -> None:
         loop.set_exception_handler(handler)
         aiolog.configure([sink])
         loop.call_soon(raise_in_callback)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
         assert loop.get_exception_handler() is not handler
 
     run(main, loop_factory)
@@ -237,10 +237,10 @@ def test_handler_set_later_keeps_control(sink: CaptureSink, loop_factory: LoopFa
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(quiet)
         loop.call_soon(raise_in_callback)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
         loop.set_exception_handler(deferring)
         loop.call_soon(raise_in_callback)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
 
     run(main, loop_factory)
     assert ["quiet", "deferring"] == seen
@@ -296,8 +296,7 @@ def test_record_from_an_internal_thread_is_handed_to_the_loop(
             finally:
                 INTERNAL_THREADS.discard(threading.get_ident())
 
-        await asyncio.to_thread(report)
-        await asyncio.sleep(0.01)
+        await asyncio.to_thread(report)  # its record is queued on the loop before this returns
 
     run(main, loop_factory)
     (record,) = flushed(sink, "loop_exception")
@@ -315,10 +314,11 @@ def test_slow_callback(loop_factory: LoopFactory) -> None:
 
     async def main() -> None:
         asyncio.get_running_loop().call_soon(slow_callback)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
 
     run(main, loop_factory)
-    (record,) = flushed(sink, "slow_callback")
+    slow = flushed(sink, "slow_callback")
+    (record,) = [r for r in slow if r.aiolog_callback == "slow_callback"]
     assert "asyncio" == record.name
     assert logging.WARNING == record.levelno
     assert 0.05 < record.duration
@@ -339,8 +339,8 @@ def test_slow_task_step(loop_factory: LoopFactory) -> None:
         await asyncio.create_task(slow_step(), name="slowpoke")
 
     run_driven(main, loop_factory)
-    (record,) = flushed(sink, "slow_callback")
-    assert "slowpoke" == record.taskName
+    slow = flushed(sink, "slow_callback")
+    (record,) = [r for r in slow if r.taskName == "slowpoke"]
     assert "slow_step" == record.aiolog_coro
     assert record.__dict__.get("aiolog_callback") is None
     assert 0.05 < record.duration
@@ -441,10 +441,13 @@ def test_resource_warning_is_shown_in_debug_mode() -> None:
     sink = CaptureSink()
     aiolog.configure([sink], asyncio_debug=True)
     sock = socket.socket()
+    line = sys._getframe().f_lineno + 1
     del sock
     gc.collect()
-    messages = [r.getMessage() for r in flushed(sink) if r.name == "py.warnings"]
-    assert any("ResourceWarning: unclosed <socket.socket" in m for m in messages), messages
+    (record,) = flushed(sink, "resource_warning")
+    assert "py.warnings" == record.name
+    assert record.getMessage().startswith("unclosed <socket.socket")
+    assert f"{__file__}:{line}" == record.warned_at
 
 
 # ---------------------------------------------------------------------------- install/uninstall
@@ -514,8 +517,8 @@ def test_formatters_carry_the_fields(loop_factory: LoopFactory) -> None:
         gc.collect()
 
     run(main, loop_factory)
-    slow = flushed(sink, "slow_callback")[0]
-    lost = flushed(sink, "never_retrieved")[0]
+    (slow,) = [r for r in flushed(sink, "slow_callback") if r.taskName == "slowpoke"]
+    (lost,) = flushed(sink, "never_retrieved")
 
     data = json.loads(JSONFormatter().format(slow))
     assert "slowpoke" == data["task"]
