@@ -244,6 +244,7 @@ def configure(
     asyncio_debug: bool | None = None,
     asyncio_slow_callback: float | None = None,
     structlog: bool = False,
+    drain_on_sigterm: bool = True,
 ) -> Pipeline:
     """Route all logging through aiolog, in one call.
 
@@ -274,6 +275,10 @@ def configure(
     :param structlog: also configure structlog to log through this pipeline (see
         :func:`aiolog.structlog.configure_structlog`): ``structlog.get_logger()`` records
         share the sinks, levels and exit drain, and are rendered in the listener.
+    :param drain_on_sigterm: when SIGTERM still has its default disposition (the process
+        would die without running exit hooks, losing what is queued), install a handler
+        that drains the listeners, then dies of the signal as before: same exit status.
+        A SIGTERM handler of the application's own is left alone. Main thread only.
     :raises ValueError: for any bad setting, before anything is changed.
     """
     global _active, _atexit_registered
@@ -351,10 +356,12 @@ def configure(
         asyncio_diag._install(diag)
         if old is not None:
             old._stopped = True
-            old.listener.stop(exit_timeout)
-            old.handler.listener = None
+            # Retire the old queue first: what it holds, and whatever a thread that picked
+            # the old handler just before the swap still puts there, goes to the new one.
             if isinstance(old.handler.queue, RecordQueue):
                 old.handler.queue.forward(handler.queue)
+            old.listener.stop(exit_timeout)
+            old.handler.listener = None
             for handler_ in old.owned:
                 handler_.close()
         if capture_warnings:
@@ -362,6 +369,10 @@ def configure(
         if not _atexit_registered:
             atexit.register(_exit_drain)
             _atexit_registered = True
+        if drain_on_sigterm:
+            from aiolog.dictconfig import drain_on_sigterm as install_sigterm_drain
+
+            install_sigterm_drain(exit_timeout)
     if structlog:
         from aiolog.structlog import configure_structlog
 

@@ -543,10 +543,13 @@ class QueueListener(logging.handlers.QueueListener):
             if pending:
                 self._clean = False
                 await asyncio.wait(pending, timeout=0.5)
-        leftover = self.queue.qsize() if isinstance(self.queue, RecordQueue) else 0
-        if leftover:
-            self._clean = False
-            self.queue.discard_all()
+        q = self.queue
+        if isinstance(q, RecordQueue) and q.qsize():
+            if q.forward_to is not None:  # retired by a reconfigure: the successor writes it
+                q._forward()
+            else:
+                self._clean = False
+                q.discard_all()
         for runner in runners:
             if runner.buffer:
                 self._clean = False

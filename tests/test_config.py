@@ -308,3 +308,29 @@ def test_records_are_drained_at_exit(tmp_path: Path, mode: str, code: int) -> No
     lines = out.read_text().splitlines()
     messages = [json.loads(line)["message"] for line in lines]
     assert [f"record {i}" for i in range(5000)] == messages
+
+
+SIGTERM_DEFAULT = """
+import logging, os, signal
+import aiolog
+
+aiolog.configure(["file:{out}"], level="INFO")
+log = logging.getLogger("app")
+for i in range(5000):
+    log.info("record %d", i)
+os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+def test_default_sigterm_drains_then_dies_of_the_signal(tmp_path: Path) -> None:
+    """With no SIGTERM handler of the app's own, the queue drains and the status stays -15."""
+    out = tmp_path / "app.jsonl"
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(SIGTERM_DEFAULT.format(out=out)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert -15 == proc.returncode, proc.stderr
+    messages = [json.loads(line)["message"] for line in out.read_text().splitlines()]
+    assert [f"record {i}" for i in range(5000)] == messages
