@@ -58,15 +58,15 @@ _copy_context = contextvars.copy_context
 _weakref = weakref.ref
 
 # Frames that drive an event loop whose callbacks run without a Python frame of their own
-# (uvloop's Handle is compiled): the callback's frame is the one just above these.
-_LOOP_DRIVERS = {(asyncio.runners.run.__code__.co_filename, "run")}
+# (uvloop's Handle is compiled): the callback's frame is the one just above these. Besides
+# drive(), they are all named "run": asyncio.run, Runner.run, uvloop.run.
+_RUNNERS_FILE = asyncio.runners.run.__code__.co_filename
 
 
 def _drives_loop(code: Any) -> bool:
-    return (
-        code is _DRIVE
-        or (code.co_filename, code.co_name) in _LOOP_DRIVERS
-        or (code.co_name == "run" and "uvloop" in code.co_filename)
+    return code is _DRIVE or (
+        code.co_name == "run"
+        and (code.co_filename == _RUNNERS_FILE or "uvloop" in code.co_filename)
     )
 
 
@@ -124,7 +124,7 @@ def callback_name(depth: int = 2) -> str | None:
             return named
         if code is _RUN_ONCE:
             return None
-        if _drives_loop(code):
+        if (code is _DRIVE or code.co_name == "run") and _drives_loop(code):
             if child is None or child.f_code.co_filename == _LOGGING_FILE:
                 return None
             return _frame_qualname(child)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import json
 import logging
@@ -22,6 +23,8 @@ from aiolog._executor import INTERNAL_THREADS
 from aiolog.formatting import JSONFormatter, LogfmtFormatter, TextFormatter, record_to_dict
 from aiolog.testing import CaptureSink
 from tests.helpers import LoopFactory, run
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 @pytest.fixture
@@ -156,11 +159,14 @@ def test_exception_in_callback(sink: CaptureSink, loop_factory: LoopFactory) -> 
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        request_id.set("r-9")
         loop.call_soon(raise_in_callback)
+        request_id.set("changed after scheduling")
         await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
 
     run(main, loop_factory)
     (record,) = flushed(sink, "callback_exception")
+    assert "r-9" == record.aiolog_context[request_id]
     assert record.getMessage().startswith("Exception in callback")
     assert "raise_in_callback" == record.aiolog_callback
     assert record.taskName is None
@@ -220,6 +226,30 @@ def test_existing_handler_is_chained(loop_factory: LoopFactory) -> None:
     assert seen[0].startswith("Exception in callback")
     assert 1 == len(flushed(sink, "callback_exception"))
     assert [] == [r for r in sink.records if r.name == "asyncio" and "diagnostic" not in r.__dict__]
+
+
+def test_handler_set_before_the_loop_runs_is_chained(
+    sink: CaptureSink, loop_factory: LoopFactory
+) -> None:
+    """A handler set between creating a loop and running it is chained at the start."""
+    seen: list[str] = []
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        seen.append(context["message"])
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(raise_in_callback)
+        await asyncio.sleep(0)  # the callback is ahead of this task in the ready queue
+
+    loop = loop_factory()
+    loop.set_exception_handler(handler)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert 1 == len(seen)
+    (record,) = flushed(sink, "callback_exception")
+    assert "raise_in_callback" == record.aiolog_callback
 
 
 def test_handler_set_later_keeps_control(sink: CaptureSink, loop_factory: LoopFactory) -> None:
