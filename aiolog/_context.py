@@ -44,7 +44,8 @@ __all__ = [
 #: Returns the task that created the current context, or None. :class:`TaskFactory` sets
 #: it in each task's context; :func:`asyncio.to_thread` copies the context into the worker
 #: thread, so records logged there can name the task that asked for the work. The value is
-#: a :class:`TaskRef` (a weak reference), so a task's context does not keep the task alive.
+#: a weak reference (a :class:`weakref.ref`, or a :class:`TaskRef` where it must exist before
+#: the task does), so a task's context does not keep the task alive.
 ORIGIN_TASK: contextvars.ContextVar[Callable[[], asyncio.Task[Any] | None] | None] = (
     contextvars.ContextVar("_aiolog_origin_task", default=None)
 )

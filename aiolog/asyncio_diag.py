@@ -317,9 +317,6 @@ def _default_exception_handler(context: dict[str, Any]) -> None:
     exception_handler(None, context)
 
 
-_default_exception_handler.__qualname__ = "aiolog.default_exception_handler"
-
-
 class _Chained:
     """A loop exception handler that logs the context, then calls the one set before."""
 
