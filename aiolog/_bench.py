@@ -64,7 +64,24 @@ SETUPS: dict[str, str] = {
     "stdlib-queue": "logging.handlers.QueueHandler + QueueListener, JSON lines to a FileHandler",
     "stdlib-queue-nolistener": "stdlib QueueHandler, no listener running (control)",
     "aiolog": 'aiolog.configure(["file:…/bench.jsonl"], level="INFO"): JSON file sink',
+    "stdlib-file": "logging.FileHandler on the loop thread, JSON lines (the same formatter)",
+    "structlog-default": "structlog's default processors (ConsoleRenderer), printed to a file",
+    "structlog-ainfo": "the same structlog config, called as `await log.ainfo(...)`",
+    "loguru-enqueue": "loguru `logger.add(file, enqueue=True, serialize=True)`",
+    "aiologger": "aiologger `Logger` + `AsyncFileHandler` (JSON formatter), each call awaited",
 }
+
+#: Setups that need a package which may be missing: setup -> module. A missing one is
+#: skipped with a note, it never fails the suite.
+PEERS: dict[str, str] = {
+    "structlog-default": "structlog",
+    "structlog-ainfo": "structlog",
+    "loguru-enqueue": "loguru",
+    "aiologger": "aiologger",
+}
+
+#: Setups whose logging call is a coroutine: the tests await it.
+ASYNC_SETUPS = frozenset({"structlog-ainfo", "aiologger"})
 
 TESTS = ("emit", "lag")
 
@@ -160,6 +177,13 @@ class _Setup:
         self._listener: logging.handlers.QueueListener | None = None
         self._pipeline: Any = None
         self._queue: queue.Queue[Any] | None = None
+        self._close: Callable[[], None] | None = None
+        self._aclose: Callable[[], Coroutine[Any, Any, Any]] | None = None
+        self._complete: Callable[[], None] | None = None
+        #: The logging call and its format string: ``call(fmt, "x", i)``; a coroutine
+        #: function for the setups in :data:`ASYNC_SETUPS`.
+        self.call: Callable[..., Any] = self.logger.info
+        self.fmt = "msg %s %d"
 
     def install(self) -> None:
         self.root.setLevel(logging.INFO)
@@ -182,13 +206,66 @@ class _Setup:
             import aiolog
 
             self._pipeline = aiolog.configure([f"file:{self.path}"], level="INFO")
+        elif self.name == "stdlib-file":
+            self._handler = logging.FileHandler(self.path, encoding="utf-8")
+            self._handler.setFormatter(_JSONFormatter())
+            self.root.addHandler(self._handler)
+        elif self.name in ("structlog-default", "structlog-ainfo"):
+            import structlog
+
+            out = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish()
+            structlog.reset_defaults()
+            structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=out))
+            log = structlog.get_logger(LOGGER_NAME)
+            self.call = log.ainfo if self.name == "structlog-ainfo" else log.info
+            self._close = out.close
+        elif self.name == "loguru-enqueue":
+            from loguru import logger as loguru_logger
+
+            loguru_logger.remove()
+            loguru_logger.add(self.path, enqueue=True, serialize=True, level="INFO")
+            self.call = loguru_logger.info
+            self.fmt = "msg {} {}"
+
+            def complete() -> None:
+                loguru_logger.complete()
+
+            self._close = loguru_logger.remove
+            self._complete = complete
+        elif self.name == "aiologger":
+            from aiologger import Logger  # type: ignore[import-untyped]
+            from aiologger.formatters.json import JsonFormatter  # type: ignore[import-untyped]
+            from aiologger.handlers.files import AsyncFileHandler  # type: ignore[import-untyped]
+            from aiologger.levels import LogLevel  # type: ignore[import-untyped]
+
+            alog = Logger(name=LOGGER_NAME, level=LogLevel.INFO)
+            file_handler = AsyncFileHandler(filename=self.path)
+            file_handler.formatter = JsonFormatter()
+            alog.add_handler(file_handler)
+            # aiologger takes one mapping of arguments, not positional ones.
+            self.call = lambda fmt, s, i: alog.info(fmt, {"s": s, "i": i})
+            self.fmt = "msg %(s)s %(i)d"
+            self._aclose = alog.shutdown
         else:
             raise ValueError(f"unknown setup {self.name!r} (known: {', '.join(SETUPS)})")
+
+    async def adrain(self) -> float:
+        """:meth:`drain`, for the setups that flush with a coroutine (aiologger)."""
+        if self._aclose is None:
+            return self.drain()
+        start = time.perf_counter()
+        await self._aclose()
+        self._aclose = None
+        return time.perf_counter() - start
 
     def drain(self) -> float:
         """Wait until everything logged is written; return how long that took (seconds)."""
         start = time.perf_counter()
-        if self._listener is not None:
+        if self._complete is not None:
+            self._complete()
+        elif isinstance(self._handler, logging.FileHandler):
+            self._handler.flush()
+        elif self._listener is not None:
             self._listener.stop()
         elif self._pipeline is not None and not self._pipeline.flush(timeout=120):
             self.extra["flush_timed_out"] = True
@@ -216,6 +293,13 @@ class _Setup:
             lost = stats["queue"]["dropped"] or 0
             lost += sum(s["dropped"] for s in stats["sinks"].values())
             return _count_lines(self.path), lost
+        if self._close is not None:
+            self._close()
+        if isinstance(self._handler, logging.FileHandler):
+            self.root.removeHandler(self._handler)
+            self._handler.close()
+        if self.name in ("stdlib-file", *PEERS):
+            return _count_lines(self.path), None
         return None, None
 
 
@@ -233,28 +317,41 @@ def _timer_overhead(n: int) -> int:
 
 
 async def _emit_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
-    logger = setup.logger
-    pc = time.perf_counter_ns
+    call, fmt = setup.call, setup.fmt
+    is_async = setup.name in ASYNC_SETUPS
+    pc, tt = time.perf_counter_ns, time.thread_time_ns
     burst, pause = args.burst, args.pause
     for i in range(args.warmup):
-        logger.info("msg %s %d", "x", i)
+        if is_async:
+            await call(fmt, "x", i)
+        else:
+            call(fmt, "x", i)
         if i % burst == burst - 1:
             await asyncio.sleep(pause)
     overhead = _timer_overhead(max(args.n, 1000))
     n = args.n
     samples = [0] * n
+    cpu: list[float] = []  # loop-thread CPU per call, one value per burst
     gc.collect()
     i = 0
     while i < n:
         end = min(i + burst, n)
-        for j in range(i, end):
-            t0 = pc()
-            logger.info("msg %s %d", "x", j)
-            samples[j] = pc() - t0
+        c0 = tt()
+        if is_async:
+            for j in range(i, end):
+                t0 = pc()
+                await call(fmt, "x", j)
+                samples[j] = pc() - t0
+        else:
+            for j in range(i, end):
+                t0 = pc()
+                call(fmt, "x", j)
+                samples[j] = pc() - t0
+        cpu.append(max(0.0, (tt() - c0) / (end - i) - overhead))
         i = end
         if i < n:
             await asyncio.sleep(pause)
-    drain = setup.drain()
+    drain = await setup.adrain()
     samples.sort()
     net = [max(0, s - overhead) for s in samples]
     return {
@@ -265,12 +362,14 @@ async def _emit_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
         "emit_p99_ns": percentile(net, 0.99),
         "emit_max_ns": float(net[-1]) if net else float("nan"),
         "emit_mean_ns": statistics.fmean(net) if net else float("nan"),
+        "emit_cpu_ns": statistics.median(cpu) if cpu else float("nan"),
         "drain_ms": drain * 1e3,
     }
 
 
 async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
-    logger = setup.logger
+    call, fmt = setup.call, setup.fmt
+    is_async = setup.name in ASYNC_SETUPS
     perf = time.perf_counter
     rate, seconds = args.rate, args.seconds
     settle = min(0.1, seconds / 10)  # lag samples of the first moments are discarded
@@ -293,16 +392,20 @@ async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
                 return emitted
             due = int(elapsed * rate)
             while emitted < due:
-                logger.info("msg %s %d", "x", emitted)
+                if is_async:
+                    await call(fmt, "x", emitted)
+                else:
+                    call(fmt, "x", emitted)
                 emitted += 1
             await asyncio.sleep(0.001)
 
     tick = asyncio.ensure_future(ticker())
-    start = perf()
+    start, cpu0 = perf(), time.thread_time()
     emitted = await producer()
+    loop_cpu = time.thread_time() - cpu0
     running = False
     await tick
-    drain = setup.drain()
+    drain = await setup.adrain()
     kept = sorted(lag for t, lag in lags if t - start >= settle)
     ms = [max(0.0, lag) * 1e3 for lag in kept]
     return {
@@ -312,8 +415,15 @@ async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
         "lag_p50_ms": percentile(ms, 0.5),
         "lag_p99_ms": percentile(ms, 0.99),
         "lag_max_ms": ms[-1] if ms else float("nan"),
+        "loop_cpu_us_per_record": loop_cpu * 1e6 / emitted if emitted else float("nan"),
         "drain_ms": drain * 1e3,
     }
+
+
+def _has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def _new_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -423,13 +533,31 @@ def _order(setups: list[str], rep: int) -> list[str]:
     return setups[k:] + setups[:k]
 
 
+def missing_peers(setups: Sequence[str]) -> dict[str, str]:
+    """The setups whose peer package is not installed: setup -> note."""
+    import importlib.util
+
+    return {
+        name: f"skipped: {PEERS[name]} is not installed"
+        for name in setups
+        if name in PEERS and importlib.util.find_spec(PEERS[name]) is None
+    }
+
+
 def run_suite(config: SuiteConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every (setup, test) ``config.reps`` times, each in a fresh process.
 
-    Returns ``{"config", "machine", "setups", "runs", "summary"}``; ``summary`` holds, per
-    setup and test, the median of each timing over the repetitions and the totals of the
-    counts (a loss in one repetition is never hidden by a median).
+    Returns ``{"config", "machine", "setups", "skipped", "runs", "summary"}``; ``summary``
+    holds, per setup and test, the median of each timing over the repetitions and the totals
+    of the counts (a loss in one repetition is never hidden by a median). Setups whose peer
+    package is missing are left out and named in ``skipped``.
     """
+    skipped = missing_peers(config.setups)
+    if config.loop == "uvloop" and not _has_uvloop():
+        skipped = dict.fromkeys(config.setups, "skipped: uvloop is not installed")
+    config = SuiteConfig(
+        **{**asdict(config), "setups": [s for s in config.setups if s not in skipped]}
+    )
     runs: list[dict[str, Any]] = []
     load_before = _loadavg()
     started = time.perf_counter()
@@ -449,6 +577,7 @@ def run_suite(config: SuiteConfig, progress: Callable[[str], None] | None = None
         "config": asdict(config),
         "machine": machine_info(config.loop),
         "setups": {name: SETUPS[name] for name in config.setups},
+        "skipped": skipped,
         "elapsed_s": round(time.perf_counter() - started, 1),
         "loadavg": {"before": load_before, "after": _loadavg()},
         "summary": summarise(runs, config.setups),
@@ -457,8 +586,22 @@ def run_suite(config: SuiteConfig, progress: Callable[[str], None] | None = None
 
 
 _TIMINGS = {
-    "emit": ("emit_median_ns", "emit_p90_ns", "emit_p99_ns", "emit_max_ns", "drain_ms"),
-    "lag": ("lag_p50_ms", "lag_p99_ms", "lag_max_ms", "rate_achieved", "drain_ms"),
+    "emit": (
+        "emit_median_ns",
+        "emit_p90_ns",
+        "emit_p99_ns",
+        "emit_max_ns",
+        "emit_cpu_ns",
+        "drain_ms",
+    ),
+    "lag": (
+        "lag_p50_ms",
+        "lag_p99_ms",
+        "lag_max_ms",
+        "rate_achieved",
+        "loop_cpu_us_per_record",
+        "drain_ms",
+    ),
 }
 
 
@@ -593,6 +736,7 @@ def emit_rows(summary: dict[str, Any]) -> list[list[str]]:
                 _fmt(e.get("emit_best_run_ns")),
                 _fmt(e["emit_p90_ns"]),
                 _fmt(e["emit_p99_ns"]),
+                _fmt(e.get("emit_cpu_ns")),
                 "-" if e.get("vs_reference") is None else f"{e['vs_reference']:.2f}x",
                 delivered,
                 lost,
@@ -617,6 +761,7 @@ def lag_rows(summary: dict[str, Any]) -> list[list[str]]:
                 _fmt(e["lag_p99_ms"], 3),
                 _fmt(e["lag_max_ms"], 2),
                 _fmt(e["rate_achieved"]),
+                _fmt(e.get("loop_cpu_us_per_record"), 1),
                 delivered,
                 lost,
                 _fmt(e["drain_ms"], 1),
@@ -631,6 +776,7 @@ EMIT_HEADER = (
     "best run",
     "p90 ns",
     "p99 ns",
+    "loop CPU ns",
     f"vs {REFERENCE}",
     "delivered",
     "lost",
@@ -642,6 +788,7 @@ LAG_HEADER = (
     "p99 ms",
     "max ms",
     "records/s",
+    "loop CPU µs/rec",
     "delivered",
     "lost",
     "drain ms",
