@@ -537,6 +537,9 @@ class StreamSink(NetworkSink):
             await asyncio.wait_for(writer.wait_closed(), self.connect_timeout)
         except (OSError, asyncio.TimeoutError, ssl.SSLError):
             writer.transport.abort()
+        except BaseException:  # cancelled by stop()'s deadline: still release the socket
+            writer.transport.abort()
+            raise
 
     def after_fork(self) -> None:
         """Forget the parent's connection without closing it (the parent still uses it)."""

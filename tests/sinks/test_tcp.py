@@ -44,9 +44,10 @@ class Probe(TcpSink):
         self.failed.set()
 
 
-def messages(peer: TcpPeer) -> list[str]:
-    """The ``message`` of every JSON line the peer received."""
-    return [json.loads(line)["message"] for line in peer.lines()]
+def messages(peer: TcpPeer, logger: str | None = None) -> list[str]:
+    """The ``message`` of every JSON line the peer received (from ``logger`` only, if given)."""
+    lines = [json.loads(line) for line in peer.lines()]
+    return [line["message"] for line in lines if logger is None or line["logger"] == logger]
 
 
 async def write_all(sink: TcpSink, *batches: Sequence[str]) -> list[int]:
@@ -312,6 +313,7 @@ def test_after_fork_forgets_the_connection_without_closing_it() -> None:
             assert writer is not None
             assert not writer.is_closing()
             writer.close()
+            await writer.wait_closed()
 
         run(main)
 
@@ -329,10 +331,11 @@ def test_configure_delivers_through_the_pipeline() -> None:
         for i in range(200):
             log.info("record %d", i)
         assert pipeline.flush(10)
-        assert peer.wait_for(lambda p: len(p.lines()) >= 200)
-        assert [f"record {i}" for i in range(200)] == messages(peer)
         stats = pipeline.stats()["sinks"][f"tcp://127.0.0.1:{peer.port}"]
-        assert 200 == stats["written"]
+        # Other threads' libraries may log at DEBUG meanwhile (asyncio: "Using selector").
+        assert peer.wait_for(lambda p: len(p.lines()) >= stats["written"])
+        assert [f"record {i}" for i in range(200)] == messages(peer, "app.tcp")
+        assert stats["written"] == len(peer.lines())
         assert 0 == stats["dropped"]
 
 
@@ -363,7 +366,6 @@ def test_stalled_peer_costs_the_app_nothing_and_its_drops_are_counted_exactly() 
         capture = CaptureSink()
         total = 1500
         pipeline = aiolog.configure([stalled, capture], queue_size=total * 2)
-        pipeline.exit_timeout = 1.0
         log = logging.getLogger("app.stall")
         ticks = 0
 
@@ -379,10 +381,13 @@ def test_stalled_peer_costs_the_app_nothing_and_its_drops_are_counted_exactly() 
         asyncio.run(app())
         assert total // 100 == ticks
         assert pipeline.flush(30)
-        assert total == len(capture.records)
+        # The listener's own "aiolog is losing records" notices go to every sink too.
+        notices = sum(r.name == "aiolog" for r in capture.records)
+        assert total == len(capture.records) - notices
         stats = pipeline.stats()
         assert 0 == stats["queue"]["dropped"]
         tcp = stats["sinks"][stalled.display_name]
-        assert total == tcp["written"] + tcp["dropped"]
+        assert total + notices == tcp["written"] + tcp["dropped"]
         assert tcp["dropped"] > 0
         assert stalled.errors >= 1
+        pipeline.stop(timeout=1)  # before the peer goes: no reconnect while it closes
