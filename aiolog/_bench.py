@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -85,6 +86,27 @@ ASYNC_SETUPS = frozenset({"structlog-ainfo", "aiologger"})
 
 TESTS = ("emit", "lag")
 
+#: Scenario tests: ``dead`` logs :data:`DEAD_RECORDS` records into a sink that never
+#: returns; ``throughput`` logs records as fast as it can and times the drain.
+SCENARIO_TESTS = ("dead", "throughput")
+
+#: Sinks behind the queue, for the scenarios: ``fast`` the JSON lines file, ``slow`` the
+#: same file with 1 ms per write, ``dead`` a write that never returns.
+SINKS = ("fast", "slow", "dead")
+
+#: The setups the scenarios compare.
+SCENARIO_SETUPS = ("stdlib-queue", "aiolog")
+
+SLOW_WRITE_S = 0.001
+DEAD_RECORDS = 1_000_000
+#: The ``timeout`` given to ``pipeline.stop()``; the stdlib ``QueueListener.stop()`` has
+#: none, so it runs in a thread that is given up on after :data:`STOP_CAP_S`.
+STOP_TIMEOUT_S = 2.0
+#: What "memory stays bounded" means in the targets table: aiolog's queue and sink buffer
+#: hold 10 000 records each by default, far below this peak resident size.
+RSS_BOUND_MB = 200
+STOP_CAP_S = 4.0
+
 LOGGER_NAME = "bench"
 
 
@@ -105,14 +127,39 @@ class SuiteConfig:
     loop: str = "asyncio"
     setups: list[str] = field(default_factory=lambda: list(SETUPS))
     timeout: float = 180.0
+    #: Scenarios (:func:`run_scenarios`): repetitions of the emit and lag tests per sink,
+    #: the sinks they run with, records for the dead sink and for the throughput test.
+    scenario_reps: int = 2
+    scenario_sinks: list[str] = field(default_factory=lambda: list(SINKS))
+    dead_n: int = DEAD_RECORDS
+    dead_reps: int = 1
+    throughput_n: int = 100_000
+    throughput_reps: int = 3
+    stop_cap: float = STOP_CAP_S
 
+
+#: The setups of ``python -m aiolog bench``: the references, the stdlib pair and aiolog.
+CORE_SETUPS = ["disabled", "floor", "stdlib-queue", "stdlib-queue-nolistener", "aiolog"]
 
 #: ``full``: the recorded suite; ``user``: ``python -m aiolog bench`` (~30 s on 2 cores);
 #: ``quick``: a smoke run.
 PRESETS: dict[str, SuiteConfig] = {
-    "full": SuiteConfig(),
-    "user": SuiteConfig(reps=3, emit_rounds=2, emit_n=10_000, warmup=1_000, seconds=1.0),
-    "quick": SuiteConfig(reps=1, emit_rounds=1, emit_n=2_000, warmup=200, seconds=0.5),
+    "full": SuiteConfig(reps=3, emit_rounds=2, emit_n=10_000, warmup=1_000, seconds=1.5),
+    "user": SuiteConfig(
+        reps=3, emit_rounds=2, emit_n=10_000, warmup=1_000, seconds=1.0, setups=CORE_SETUPS
+    ),
+    "quick": SuiteConfig(
+        reps=1,
+        emit_rounds=1,
+        emit_n=2_000,
+        warmup=200,
+        seconds=0.5,
+        scenario_reps=0,
+        dead_n=20_000,
+        throughput_n=10_000,
+        throughput_reps=1,
+        stop_cap=1.0,
+    ),
 }
 
 
@@ -156,6 +203,25 @@ class _ListHandler(logging.Handler):
         self.records.append(record)
 
 
+class _SlowHandler(logging.FileHandler):
+    """A JSON lines file handler whose every write takes 1 ms more (a slow disk or peer)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        time.sleep(SLOW_WRITE_S)
+        super().emit(record)
+
+
+class _DeadHandler(logging.Handler):
+    """A handler whose emit never returns (a peer that stopped reading, a hung mount)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._never = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._never.wait()
+
+
 def _count_lines(path: str) -> int:
     try:
         with open(path, "rb") as f:
@@ -167,8 +233,13 @@ def _count_lines(path: str) -> int:
 class _Setup:
     """Install one logging setup on the root logger; drain and count after the run."""
 
-    def __init__(self, name: str, directory: str) -> None:
+    def __init__(
+        self, name: str, directory: str, sink: str = "fast", queue_size: int | None = None
+    ) -> None:
         self.name = name
+        self.sink = sink
+        self.queue_size = queue_size
+        self.stop_cap = STOP_CAP_S
         self.path = os.path.join(directory, "bench.jsonl")
         self.root = logging.getLogger()
         self.logger = logging.getLogger(LOGGER_NAME)
@@ -197,7 +268,7 @@ class _Setup:
             self._queue = queue.Queue(-1)
             self._handler = logging.handlers.QueueHandler(self._queue)
             if self.name == "stdlib-queue":
-                target = logging.FileHandler(self.path, encoding="utf-8")
+                target = self._sink_handler()
                 target.setFormatter(_JSONFormatter())
                 self._listener = logging.handlers.QueueListener(self._queue, target)
                 self._listener.start()
@@ -205,7 +276,24 @@ class _Setup:
         elif self.name == "aiolog":
             import aiolog
 
-            self._pipeline = aiolog.configure([f"file:{self.path}"], level="INFO")
+            sink: str | logging.Handler = f"file:{self.path}"
+            if self.sink != "fast":
+                sink = self._sink_handler()
+                sink.setFormatter(_JSONFormatter())
+            if self.queue_size is None:
+                self._pipeline = aiolog.configure([sink], level="INFO")
+            else:
+                # The throughput test: a queue and a sink buffer that hold the whole run,
+                # so the drain is measured, not the drop policy. configure() has no option
+                # for the sink buffer: build the pipeline it would build.
+                owned = aiolog.sink(f"file:{self.path}")
+                handler = aiolog.QueueHandler(maxsize=self.queue_size)
+                listener = aiolog.QueueListener(handler.queue, owned, buffer_size=self.queue_size)
+                handler.listener = listener
+                listener.start()
+                self._handler = handler
+                self.root.addHandler(handler)
+                self._pipeline = aiolog.Pipeline(handler, listener, owned=[owned])
         elif self.name == "stdlib-file":
             self._handler = logging.FileHandler(self.path, encoding="utf-8")
             self._handler.setFormatter(_JSONFormatter())
@@ -249,8 +337,37 @@ class _Setup:
         else:
             raise ValueError(f"unknown setup {self.name!r} (known: {', '.join(SETUPS)})")
 
+    def _sink_handler(self) -> logging.Handler:
+        if self.sink == "slow":
+            return _SlowHandler(self.path, encoding="utf-8")
+        if self.sink == "dead":
+            return _DeadHandler()
+        return logging.FileHandler(self.path, encoding="utf-8")
+
+    def stop(self) -> float:
+        """Stop the listener as an application does at exit; return how long it took (s).
+
+        aiolog: ``pipeline.stop(STOP_TIMEOUT_S)``. The stdlib ``QueueListener.stop()``
+        takes no timeout: it is called in a thread, given up on after ``STOP_CAP_S``
+        (``stop_returned`` false), and the process ends without waiting for it.
+        """
+        start = time.perf_counter()
+        if self._pipeline is not None:
+            self.extra["stop_returned"] = True
+            self.extra["stop_ok"] = bool(self._pipeline.stop(timeout=STOP_TIMEOUT_S))
+        elif self._listener is not None:
+            stopper = threading.Thread(target=self._listener.stop, daemon=True)
+            stopper.start()
+            stopper.join(self.stop_cap)
+            self.extra["stop_returned"] = not stopper.is_alive()
+        elapsed = time.perf_counter() - start
+        self.extra["stop_s"] = elapsed
+        return elapsed
+
     async def adrain(self) -> float:
         """:meth:`drain`, for the setups that flush with a coroutine (aiologger)."""
+        if self.sink != "fast":
+            return self.stop()
         if self._aclose is None:
             return self.drain()
         start = time.perf_counter()
@@ -278,6 +395,10 @@ class _Setup:
             return len(self._handler.records), 0
         if self.name == "stdlib-queue":
             assert self._listener is not None
+            if self.sink != "fast":  # the listener may still be writing: count, leave it
+                assert self._queue is not None
+                self.extra["left_in_queue"] = self._queue.qsize()
+                return _count_lines(self.path), None
             for handler in self._listener.handlers:
                 handler.close()
             return _count_lines(self.path), None
@@ -289,7 +410,10 @@ class _Setup:
             pipeline = self._pipeline
             stats = pipeline.stats()
             self.extra["stats"] = stats
-            pipeline.stop(timeout=120)
+            if self.sink == "fast":
+                pipeline.stop(timeout=120)
+            if self._handler is not None:
+                self.root.removeHandler(self._handler)
             lost = stats["queue"]["dropped"] or 0
             lost += sum(s["dropped"] for s in stats["sinks"].values())
             return _count_lines(self.path), lost
@@ -420,6 +544,67 @@ async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def _dead_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
+    """Log ``args.n`` records into a dead sink, in bursts; then stop the listener."""
+    call, fmt = setup.call, setup.fmt
+    pc, tt = time.perf_counter_ns, time.thread_time_ns
+    burst = 1000
+    wall: list[float] = []
+    cpu: list[float] = []
+    i = 0
+    while i < args.n:
+        end = min(i + burst, args.n)
+        t0, c0 = pc(), tt()
+        for j in range(i, end):
+            call(fmt, "x", j)
+        wall.append((pc() - t0) / (end - i))
+        cpu.append((tt() - c0) / (end - i))
+        i = end
+        await asyncio.sleep(0)
+    stop = setup.stop()
+    return {
+        "emitted": args.n,
+        "emit_median_ns": statistics.median(wall),
+        "emit_p99_ns": percentile(sorted(wall), 0.99),
+        "emit_cpu_ns": statistics.median(cpu),
+        "drain_ms": stop * 1e3,
+    }
+
+
+async def _throughput_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
+    """Log ``args.n`` records as fast as possible; time from the first one to the drain."""
+    call, fmt = setup.call, setup.fmt
+    perf, cpu_all, cpu_loop = time.perf_counter, time.process_time, time.thread_time
+    start, c0, l0 = perf(), cpu_all(), cpu_loop()
+    for i in range(args.n):
+        call(fmt, "x", i)
+        if i % 1000 == 999:
+            await asyncio.sleep(0)
+    emitted_s, loop_cpu = perf() - start, cpu_loop() - l0
+    drain = setup.drain()
+    elapsed, cpu = perf() - start, cpu_all() - c0
+    return {
+        "emitted": args.n,
+        "emit_s": emitted_s,
+        "elapsed_s": elapsed,
+        "records_per_s": args.n / elapsed,
+        "cpu_us_per_record": cpu * 1e6 / args.n,
+        "loop_cpu_us_per_record": loop_cpu * 1e6 / args.n,
+        "other_cpu_us_per_record": (cpu - loop_cpu) * 1e6 / args.n,
+        "drain_ms": drain * 1e3,
+    }
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process in MiB (``ru_maxrss``), None where unknown."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
 def _has_uvloop() -> bool:
     import importlib.util
 
@@ -446,7 +631,10 @@ def run_worker(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one setup and one test in this process; return the result as a dict."""
     parser = argparse.ArgumentParser(prog="python -m aiolog._bench")
     parser.add_argument("setup", choices=list(SETUPS))
-    parser.add_argument("test", choices=TESTS)
+    parser.add_argument("test", choices=TESTS + SCENARIO_TESTS)
+    parser.add_argument("--sink", choices=SINKS, default="fast", help="scenarios only")
+    parser.add_argument("--queue-size", type=int, help="aiolog's queue bound")
+    parser.add_argument("--stop-cap", type=float, default=STOP_CAP_S)
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--burst", type=int, default=100)
@@ -457,9 +645,18 @@ def run_worker(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--profile", action="store_true", help="cProfile the emit test")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aiolog-bench-") as directory:
-        setup = _Setup(args.setup, directory)
+        if args.sink != "fast" and args.setup not in SCENARIO_SETUPS:
+            parser.error(f"--sink {args.sink} works with {', '.join(SCENARIO_SETUPS)} only")
+        setup = _Setup(args.setup, directory, args.sink, args.queue_size)
+        setup.stop_cap = args.stop_cap
         setup.install()
-        test = _emit_test if args.test == "emit" else _lag_test
+        tests = {
+            "emit": _emit_test,
+            "lag": _lag_test,
+            "dead": _dead_test,
+            "throughput": _throughput_test,
+        }
+        test = tests[args.test]
         profile_text = None
         if args.profile:
             import cProfile
@@ -477,6 +674,7 @@ def run_worker(argv: Sequence[str] | None = None) -> dict[str, Any]:
             result = _run(test(setup, args), args.loop)
         delivered, lost = setup.finish()
     result.update(setup=args.setup, test=args.test, delivered=delivered, lost=lost)
+    result.update(sink=args.sink, loop=args.loop, peak_rss_mb=_peak_rss_mb())
     result.update(setup.extra)
     if profile_text is not None:
         result["profile"] = profile_text
@@ -501,6 +699,7 @@ def child_argv(setup: str, test: str, config: SuiteConfig) -> list[str]:
         f"--rate={config.rate}",
         f"--seconds={config.seconds}",
         f"--loop={config.loop}",
+        f"--stop-cap={config.stop_cap}",
     ]
 
 
@@ -583,6 +782,91 @@ def run_suite(config: SuiteConfig, progress: Callable[[str], None] | None = None
         "summary": summarise(runs, config.setups),
         "runs": runs,
     }
+
+
+def run_scenarios(
+    config: SuiteConfig, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """aiolog against the stdlib queue pair when the sink is slow or dead, and drain speed.
+
+    ``sinks``: the emit and lag tests with each of ``config.scenario_sinks`` behind the
+    queue (interleaved, ``scenario_reps`` times); ``dead``: ``dead_n`` records into a dead
+    sink; ``throughput``: ``throughput_n`` records as fast as possible, timed to the end of
+    the drain. Only the :data:`SCENARIO_SETUPS` in ``config.setups`` run.
+    """
+    setups = [name for name in SCENARIO_SETUPS if name in config.setups]
+    if config.loop == "uvloop" and not _has_uvloop():
+        setups = []
+    runs: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    def run(setup: str, test: str, extra: list[str], rep: int) -> None:
+        if progress is not None:
+            progress(f"scenario rep {rep + 1}  {setup:<14} {test} {' '.join(extra)}")
+        result = run_child([*child_argv(setup, test, config), *extra], config.timeout)
+        result.update(rep=rep)
+        runs.append(result)
+
+    for rep in range(config.scenario_reps):
+        for test in TESTS:
+            for k, sink in enumerate(config.scenario_sinks):
+                for setup in _order(setups, rep + k):
+                    run(setup, test, [f"--sink={sink}"], rep)
+    for rep in range(config.dead_reps):
+        for setup in _order(setups, rep):
+            run(setup, "dead", ["--sink=dead", f"--n={config.dead_n}"], rep)
+    for rep in range(config.throughput_reps):
+        for setup in _order(setups, rep):
+            size = f"--queue-size={config.throughput_n + 1000}"
+            run(setup, "throughput", [f"--n={config.throughput_n}", size], rep)
+    return {
+        "setups": setups,
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        "summary": summarise_scenarios(runs),
+        "runs": runs,
+    }
+
+
+_SCENARIO_KEYS = (
+    "emit_median_ns",
+    "emit_p99_ns",
+    "emit_cpu_ns",
+    "lag_p50_ms",
+    "lag_p99_ms",
+    "lag_max_ms",
+    "rate_achieved",
+    "stop_s",
+    "peak_rss_mb",
+    "records_per_s",
+    "cpu_us_per_record",
+    "loop_cpu_us_per_record",
+    "other_cpu_us_per_record",
+    "elapsed_s",
+    "drain_ms",
+)
+
+
+def summarise_scenarios(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per ``"setup/test/sink"``: medians of the figures, totals of counts, max of memory."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(f"{r['setup']}/{r['test']}/{r['sink']}", []).append(r)
+    summary: dict[str, Any] = {}
+    for key, mine in groups.items():
+        entry: dict[str, Any] = {"runs": len(mine), "emitted": sum(r["emitted"] for r in mine)}
+        for name in _SCENARIO_KEYS:
+            values = [r[name] for r in mine if r.get(name) is not None]
+            entry[name] = statistics.median(values) if values else None
+        rss = [r["peak_rss_mb"] for r in mine if r.get("peak_rss_mb") is not None]
+        entry["peak_rss_mb_max"] = max(rss) if rss else None
+        returned = [r["stop_returned"] for r in mine if "stop_returned" in r]
+        entry["stop_returned"] = all(returned) if returned else None
+        entry["stop_s_max"] = max((r["stop_s"] for r in mine if "stop_s" in r), default=None)
+        for name in ("delivered", "lost"):
+            values = [r[name] for r in mine]
+            entry[name] = None if any(v is None for v in values) else sum(values)
+        summary[key] = entry
+    return summary
 
 
 _TIMINGS = {
@@ -823,6 +1107,263 @@ def format_tables(results: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(parts)
 
 
+def _scenario(summary: dict[str, Any], setup: str, test: str, sink: str) -> dict[str, Any]:
+    entry: dict[str, Any] = summary.get(f"{setup}/{test}/{sink}", {})
+    return entry
+
+
+def _stop_cell(entry: dict[str, Any]) -> str:
+    if entry.get("stop_s_max") is None:
+        return "-"
+    shown = f"{entry['stop_s_max']:.2f}"
+    return shown if entry.get("stop_returned") else f"> {shown} (blocked)"
+
+
+def format_scenarios(scenarios: dict[str, Any], markdown: bool = False) -> str:
+    """The scenario tables: slow and dead sinks, the dead sink at volume, drain throughput."""
+    summary = scenarios["summary"]
+    setups = scenarios["setups"]
+    parts: list[str] = []
+
+    def title(text: str) -> None:
+        parts.extend([f"### {text}" if markdown else text, ""])
+
+    rows = []
+    for sink in SINKS:
+        for setup in setups:
+            e, lag = _scenario(summary, setup, "emit", sink), _scenario(summary, setup, "lag", sink)
+            if not e and not lag:
+                continue
+            delivered, lost = _counts(e) if e else ("-", "-")
+            rows.append(
+                [
+                    f"{setup} / {sink}",
+                    _fmt(e.get("emit_median_ns")),
+                    _fmt(e.get("emit_cpu_ns")),
+                    _fmt(lag.get("lag_p99_ms"), 3),
+                    _fmt(lag.get("rate_achieved")),
+                    _stop_cell(e),
+                    _stop_cell(lag),
+                    _fmt(max(e.get("peak_rss_mb_max") or 0, lag.get("peak_rss_mb_max") or 0), 1),
+                    delivered,
+                    lost,
+                ]
+            )
+    if rows:
+        title(
+            f"Slow and dead sinks: emit cost and loop lag with each sink behind the queue "
+            f"(fast: JSON file; slow: {SLOW_WRITE_S * 1e3:g} ms per write; dead: never "
+            "returns), median of the runs"
+        )
+        header: tuple[str, ...] = (
+            "setup / sink",
+            "emit ns",
+            "loop CPU ns",
+            "lag p99 ms",
+            "records/s",
+            "stop s (emit run)",
+            "stop s (lag run)",
+            "peak RSS MiB",
+            "delivered (emit)",
+            "lost",
+        )
+        parts += [_table(header, rows, markdown), ""]
+
+    rows = []
+    for setup in setups:
+        e = _scenario(summary, setup, "dead", "dead")
+        if not e:
+            continue
+        delivered, lost = _counts(e)
+        rows.append(
+            [
+                setup,
+                _fmt(e.get("emit_median_ns")),
+                _fmt(e.get("emit_cpu_ns")),
+                _fmt(e.get("peak_rss_mb_max"), 1),
+                _stop_cell(e),
+                delivered,
+                lost,
+            ]
+        )
+    if rows:
+        n = max(_scenario(summary, s_, "dead", "dead").get("emitted", 0) for s_ in setups)
+        runs = max(_scenario(summary, s_, "dead", "dead").get("runs", 0) for s_ in setups)
+        title(f"Dead sink: {n // max(runs, 1):,} records into a sink that never returns")
+        header = (
+            "setup",
+            "emit ns",
+            "loop CPU ns",
+            "peak RSS MiB",
+            "stop s",
+            "delivered",
+            "lost",
+        )
+        parts += [_table(header, rows, markdown), ""]
+
+    rows = []
+    for setup in setups:
+        e = _scenario(summary, setup, "throughput", "fast")
+        if not e:
+            continue
+        delivered, lost = _counts(e)
+        rows.append(
+            [
+                setup,
+                _fmt(e.get("records_per_s")),
+                _fmt(e.get("cpu_us_per_record"), 2),
+                _fmt(e.get("loop_cpu_us_per_record"), 2),
+                _fmt(e.get("other_cpu_us_per_record"), 2),
+                _fmt(e.get("elapsed_s"), 2),
+                _fmt(e.get("drain_ms"), 0),
+                _fmt(e.get("peak_rss_mb_max"), 1),
+                delivered,
+                lost,
+            ]
+        )
+    if rows:
+        e0 = _scenario(summary, setups[0], "throughput", "fast")
+        per_run = e0.get("emitted", 0) // max(e0.get("runs", 1), 1)
+        title(
+            f"Drain throughput: {per_run:,} records logged as fast as possible into a JSON "
+            "lines file, timed from the first call until the flush returns, median of "
+            f"{e0.get('runs', 1)} run(s)"
+        )
+        header = (
+            "setup",
+            "records/s",
+            "CPU µs/rec (all threads)",
+            "loop thread",
+            "other threads",
+            "elapsed s",
+            "drain after last call ms",
+            "peak RSS MiB",
+            "delivered",
+            "lost",
+        )
+        parts += [_table(header, rows, markdown), ""]
+    return "\n".join(parts).rstrip()
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or not b else a / b
+
+
+def targets(
+    summaries: dict[str, dict[str, Any]], scenarios: dict[str, dict[str, Any]]
+) -> list[list[str]]:
+    """Issue 6's targets against the figures, per loop: ``[target, loop, measured, met]``."""
+    rows: list[list[str]] = []
+
+    def add(target: str, loop: str, measured: str, met: bool | None) -> None:
+        rows.append([target, loop, measured, "-" if met is None else ("yes" if met else "NO")])
+
+    for loop, summary in summaries.items():
+
+        def fig(setup: str, test: str, key: str, summary: dict[str, Any] = summary) -> Any:
+            return summary.get(setup, {}).get(test, {}).get(key)
+
+        ours = fig("aiolog", "emit", "emit_median_ns")
+        floor = fig("floor", "emit", "emit_median_ns")
+        ratio = _ratio(ours, floor)
+        if ratio is not None:
+            add(
+                "emit cost <= floor (list-append handler)",
+                loop,
+                f"{ours:,.0f} vs {floor:,.0f} ns ({ratio:.2f}x)",
+                ratio <= 1.0,
+            )
+        vs = fig("aiolog", "emit", "vs_reference")
+        if vs is not None:
+            add("emit cost <= 0.6x stdlib-queue", loop, f"{vs:.2f}x (paired runs)", vs <= 0.6)
+        ours = fig("aiolog", "lag", "lag_p99_ms")
+        control = fig("stdlib-queue-nolistener", "lag", "lag_p99_ms")
+        ratio = _ratio(ours, control)
+        if ratio is not None:
+            add(
+                "lag p99 <= 1.1x stdlib-queue-nolistener",
+                loop,
+                f"{ours:.3f} vs {control:.3f} ms ({ratio:.2f}x)",
+                ratio <= 1.1,
+            )
+        scen = scenarios.get(loop, {}).get("summary", {})
+        ours = _scenario(scen, "aiolog", "throughput", "fast")
+        theirs = _scenario(scen, "stdlib-queue", "throughput", "fast")
+        ratio = _ratio(ours.get("records_per_s"), theirs.get("records_per_s"))
+        if ratio is not None:
+            cpu = _ratio(theirs.get("cpu_us_per_record"), ours.get("cpu_us_per_record")) or 0
+            add(
+                "drain throughput >= 2x stdlib QueueListener",
+                loop,
+                f"{ours['records_per_s']:,.0f} vs {theirs['records_per_s']:,.0f} rec/s "
+                f"({ratio:.2f}x); CPU per record {cpu:.2f}x less",
+                ratio >= 2.0,
+            )
+        fast = _scenario(scen, "aiolog", "emit", "fast")
+        for sink in ("slow", "dead"):
+            e = _scenario(scen, "aiolog", "emit", sink)
+            ratio = _ratio(e.get("emit_median_ns"), fast.get("emit_median_ns"))
+            if ratio is not None:
+                add(
+                    f"{sink} sink: emit within 10% of fast sink",
+                    loop,
+                    f"{e['emit_median_ns']:,.0f} vs {fast['emit_median_ns']:,.0f} ns "
+                    f"({ratio:.2f}x)",
+                    ratio <= 1.1,
+                )
+            lag = _scenario(scen, "aiolog", "lag", sink)
+            lag_fast = _scenario(scen, "aiolog", "lag", "fast")
+            ratio = _ratio(lag.get("lag_p99_ms"), lag_fast.get("lag_p99_ms"))
+            if ratio is not None:
+                add(
+                    f"{sink} sink: lag p99 within 10% of fast sink",
+                    loop,
+                    f"{lag['lag_p99_ms']:.3f} vs {lag_fast['lag_p99_ms']:.3f} ms ({ratio:.2f}x)",
+                    ratio <= 1.1,
+                )
+        dead = _scenario(scen, "aiolog", "dead", "dead")
+        std = _scenario(scen, "stdlib-queue", "dead", "dead")
+        if dead:
+            per_run = dead["emitted"] // max(dead["runs"], 1)
+            other = (
+                f"; stdlib-queue {std['peak_rss_mb_max']:,.0f} MiB"
+                if std.get("peak_rss_mb_max")
+                else ""
+            )
+            add(
+                f"memory bounded ({per_run:,} records, dead sink; < {RSS_BOUND_MB} MiB)",
+                loop,
+                f"aiolog peak RSS {dead['peak_rss_mb_max']:,.0f} MiB{other}",
+                dead["peak_rss_mb_max"] < RSS_BOUND_MB,
+            )
+        stops = [
+            _scenario(scen, "aiolog", test, sink)
+            for test in ("emit", "lag", "dead")
+            for sink in ("slow", "dead")
+        ]
+        worst = max(
+            (e["stop_s_max"] for e in stops if e.get("stop_s_max") is not None), default=None
+        )
+        if worst is not None:
+            std_stop = [
+                _scenario(scen, "stdlib-queue", test, sink)
+                for test in ("emit", "lag", "dead")
+                for sink in ("slow", "dead")
+            ]
+            blocked = sum(1 for e in std_stop if e and not e.get("stop_returned"))
+            add(
+                f"stop(timeout={STOP_TIMEOUT_S:g}) returns within its timeout (+0.25 s)",
+                loop,
+                f"aiolog worst {worst:.2f} s; stdlib stop() blocked in {blocked} "
+                f"of {sum(1 for e in std_stop if e)} stalled scenarios",
+                worst <= STOP_TIMEOUT_S + 0.25,
+            )
+    return rows
+
+
+TARGET_HEADER = ("target (issue 6)", "loop", "measured", "met")
+
+
 def format_machine(machine: dict[str, Any]) -> str:
     """One line naming the machine and the Python the figures were measured on."""
     return (
@@ -902,4 +1443,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run_worker()))
+    print(json.dumps(run_worker()), flush=True)
+    sys.stderr.flush()
+    # A stdlib listener stuck on a dead or slow sink would hold the exit (logging.shutdown
+    # flushes its handlers, aiolog's exit drain waits): the result is out, end here.
+    os._exit(0)

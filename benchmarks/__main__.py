@@ -1,11 +1,14 @@
 """``python -m benchmarks``: run the suite, record it, and optionally regenerate the docs.
 
 Every setup runs in a fresh child process (``python -m aiolog._bench SETUP TEST ...``),
-interleaved over repetitions; the summary holds medians of the timings. Results go to
+interleaved over repetitions; the summary holds medians of the timings. The full suite runs
+on asyncio's default loop and on uvloop, then the scenarios (slow and dead sinks, drain
+throughput: aiolog against the stdlib queue pair) on each. Results go to
 ``benchmarks/results/latest.json`` (``--quick``: ``quick.json``, not recorded in git).
 
-    python -m benchmarks                 # full suite, ~1.5 min on 2 cores
-    python -m benchmarks --quick         # smoke run, a few seconds
+    python -m benchmarks                 # full suite, both loops, ~9 min on 2 cores
+    python -m benchmarks --quick         # smoke run, asyncio only, < 30 s
+    python -m benchmarks --loop uvloop   # uvloop only (asyncio, uvloop or both)
     python -m benchmarks --write-docs    # full suite, then docs/benchmarks.md (+ PNG plot)
     python -m benchmarks --from-json benchmarks/results/latest.json --write-docs
     python -m benchmarks --profile       # cProfile of the emit path of aiolog and stdlib
@@ -17,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -60,11 +64,68 @@ def _profile(config: _bench.SuiteConfig, setups: list[str]) -> int:
     return 0
 
 
+def _run_all(
+    config: _bench.SuiteConfig, loops: list[str], scenarios: bool, progress: bool
+) -> dict[str, Any]:
+    """The suite on each loop, then the scenarios on each loop."""
+    started = time.perf_counter()
+    by_loop: dict[str, Any] = {}
+    scen: dict[str, Any] = {}
+    with _bench._status(progress) as show:
+        for loop in loops:
+            per_loop = _bench.SuiteConfig(**{**asdict(config), "loop": loop})
+            by_loop[loop] = _bench.run_suite(
+                per_loop, lambda text, loop=loop: show(f"{loop}: {text}")
+            )
+        if scenarios:
+            for loop in loops:
+                per_loop = _bench.SuiteConfig(**{**asdict(config), "loop": loop})
+                scen[loop] = _bench.run_scenarios(
+                    per_loop, lambda text, loop=loop: show(f"{loop}: {text}")
+                )
+    first = by_loop[loops[0]]
+    return {
+        "config": first["config"],
+        "machine": {**first["machine"], "loop": ", ".join(loops)},
+        "loops": by_loop,
+        "scenarios": scen,
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    """The text report: per loop the emit and lag tables, the scenarios, the targets."""
+    parts = []
+    for loop, suite in results["loops"].items():
+        parts += [f"==== {loop} loop", "", _bench.format_tables(suite), ""]
+        line = _bench.verdict(suite["summary"])
+        if line:
+            parts += [line, ""]
+        for name, note in suite.get("skipped", {}).items():
+            parts.append(f"{name}: {note}")
+        scen = results.get("scenarios", {}).get(loop)
+        if scen and scen["setups"]:
+            parts += [_bench.format_scenarios(scen), ""]
+    summaries = {loop: suite["summary"] for loop, suite in results["loops"].items()}
+    rows = _bench.targets(summaries, results.get("scenarios", {}))
+    if rows:
+        parts += [_bench._table(_bench.TARGET_HEADER, rows, markdown=False), ""]
+    parts.append("Machine: " + _bench.format_machine(results["machine"]))
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small N, one repetition")
     parser.add_argument("--reps", type=int, help="repetitions (default 5; --quick: 1)")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop", "both"),
+        help="event loop(s) (default: both; --quick: asyncio)",
+    )
+    parser.add_argument(
+        "--no-scenarios", action="store_true", help="skip the slow/dead sink and drain runs"
+    )
     parser.add_argument("--setups", help="comma-separated subset of: " + ", ".join(_bench.SETUPS))
     parser.add_argument("--output", type=Path, help="results JSON (default results/latest.json)")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/benchmarks.md")
@@ -78,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     config = _bench.SuiteConfig(**asdict(_bench.PRESETS["quick" if args.quick else "full"]))
     if args.reps is not None:
         config.reps = max(1, args.reps)
-    config.loop = args.loop
+    loop_choice = args.loop or ("asyncio" if args.quick else "both")
+    loops = ["asyncio", "uvloop"] if loop_choice == "both" else [loop_choice]
+    config.loop = loops[0]
     if args.setups:
         chosen = [s.strip() for s in args.setups.split(",") if s.strip()]
         unknown = [s for s in chosen if s not in _bench.SETUPS]
@@ -94,20 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json is not None:
         results = json.loads(args.from_json.read_text(encoding="utf-8"))
     else:
-        with _bench._status(not args.quiet) as show:
-            results = _bench.run_suite(config, show)
+        results = _run_all(config, loops, not args.no_scenarios, not args.quiet)
         results["machine"]["git_commit"] = _git_commit()
         results["preset"] = "quick" if args.quick else "full"
         output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
-    print(_bench.format_tables(results))
-    print()
-    print("Machine:", _bench.format_machine(results["machine"]))
-    line = _bench.verdict(results["summary"])
-    if line:
-        print(line)
+    print(report(results))
     if output is not None:
         print(f"Results: {output}")
     if args.write_docs:
