@@ -119,15 +119,21 @@ class _SinkRunner:
     def stats(self) -> dict[str, Any]:
         errors = self.errors
         last_error = self.last_error
+        own: dict[str, Any] = {}
         if isinstance(self.sink, HandlerSink):
             errors += self.sink.errors
             last_error = self.sink.last_error or last_error
+        else:
+            own = dict(self.sink.sink_stats())
+            errors += own.pop("errors", 0)
+            last_error = own.pop("last_error", None) or last_error
         return {
             "written": self.written,
             "dropped": self.dropped,
             "errors": errors,
             "buffered": len(self.buffer) + self.inflight,
             "last_error": last_error,
+            **own,
         }
 
     def offer(self, record: logging.LogRecord) -> None:

@@ -187,7 +187,10 @@ def test_reconfigure_loses_nothing_under_load(attempt: int) -> None:
     second = CaptureSink("second")
     first.addFilter(lambda r: r.name == "app")
     second.addFilter(lambda r: r.name == "app")
-    aiolog.configure([first])
+    # The producer thread outruns the listener on a loaded machine: "block" makes it wait
+    # for room instead of dropping, so only the reconfigure itself could lose a record.
+    settings: dict[str, Any] = {"overflow": "block", "block_timeout": 30}
+    aiolog.configure([first], **settings)
     started = threading.Event()
     stop = threading.Event()
     sent: list[int] = []
@@ -205,7 +208,7 @@ def test_reconfigure_loses_nothing_under_load(attempt: int) -> None:
     t = threading.Thread(target=producer)
     t.start()
     assert started.wait(10)
-    pipeline = aiolog.configure([second])
+    pipeline = aiolog.configure([second], **settings)
     stop.set()
     t.join(10)
     assert pipeline.flush()

@@ -390,3 +390,23 @@ def test_forked_child_gets_its_own_listener(logger: logging.Logger, tmp_path: An
     assert f"{pid} from the child" in lines
     assert f"{os.getpid()} parent after fork" in lines
     assert 3 == len(lines)
+
+
+def test_a_sinks_own_counters_are_merged_into_stats(logger: logging.Logger) -> None:
+    """sink_stats(): errors and last_error combine with the listener's; other keys show as is."""
+
+    class Retrying(CaptureSink):
+        def sink_stats(self) -> dict[str, Any]:
+            return {"errors": 2, "last_error": "ConnectionRefusedError: nope", "retries": 7}
+
+    sink = Retrying("net")
+    handler, listener = pair(sink)
+    logger.addHandler(handler)
+    with listener:
+        logger.info("x")
+        assert listener.flush(5)
+        stats = listener.sink_stats()["net"]
+    assert 2 == stats["errors"]
+    assert "ConnectionRefusedError: nope" == stats["last_error"]
+    assert 7 == stats["retries"]
+    assert 1 == stats["written"]

@@ -13,8 +13,9 @@ Lifecycle, driven by :class:`aiolog.QueueListener`:
 ``await write(records)``
     Called on the listener's event loop with a non-empty batch, in order, never
     concurrently with itself. Format with :meth:`logging.Handler.format`. Raise to report a
-    failure: the listener counts the batch as dropped and records the error. Blocking work
-    goes to :attr:`executor`, not the loop.
+    failure: the listener counts the batch as dropped and records the error; or return how
+    many records of the batch are known lost. Blocking work goes to :attr:`executor`, not
+    the loop. Counters of the sink's own (retries...) come from :meth:`sink_stats`.
 ``await aclose()``
     Called on the listener's loop when the listener stops. Release connections and files; a
     later ``write`` may open them again.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from aiolog._executor import DaemonExecutor
 
@@ -69,9 +71,21 @@ class Sink(logging.Handler):
         """Prepare to write; the default starts :attr:`executor`'s thread."""
         self.executor.start()
 
-    async def write(self, records: Sequence[logging.LogRecord]) -> None:
-        """Write a batch of records. Raise on failure."""
+    async def write(self, records: Sequence[logging.LogRecord]) -> int | None:
+        """Write a batch of records.
+
+        Return None (or 0) when all were written, or how many of them are known lost (a
+        network sink that delivered part of a batch). Raise when the whole batch failed.
+        """
         raise NotImplementedError
+
+    def sink_stats(self) -> dict[str, Any]:
+        """Counters the sink keeps itself, merged into ``Pipeline.stats()``.
+
+        ``errors`` and ``last_error`` are combined with the listener's own; other keys
+        (a network sink's ``retries`` and ``connects``) are shown as they are. Default: none.
+        """
+        return {}
 
     async def aclose(self) -> None:
         """Release connections and files; the default does nothing."""

@@ -364,6 +364,10 @@ class NetworkSink(Sink):
         self.last_error: str | None = None
         self._default_formatter: logging.Formatter | None = None
 
+    def sink_stats(self) -> dict[str, Any]:
+        """The sink's own counters, merged into ``Pipeline.stats()`` by the listener."""
+        return self.net_stats()
+
     def net_stats(self) -> dict[str, Any]:
         """``errors``, ``retries``, ``connects`` and ``last_error``, for ``stats()``."""
         return {
@@ -432,7 +436,7 @@ class StreamSink(NetworkSink):
         raise NotImplementedError
 
     # Sink.write is annotated "-> None" but the listener accepts an int (records lost).
-    async def write(self, records: Sequence[logging.LogRecord]) -> int:  # type: ignore[override]
+    async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """Send the batch; return how many of its records could not be delivered."""
         lost = 0
         chunk: list[bytes] = []

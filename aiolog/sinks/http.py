@@ -368,7 +368,7 @@ class HttpSink(HttpPoster):
             headers[key[len("header.") :]] = merged.pop(key)
         return cls(url, headers=headers, **merged)
 
-    async def write(self, records: Sequence[logging.LogRecord]) -> int:  # type: ignore[override]
+    async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """POST the batch in bodies of at most ``batch_bytes``; return the records lost."""
         lost = 0
         lines: list[bytes] = []

@@ -496,7 +496,7 @@ class OtlpSink(HttpPoster):
             self.note_error(f"partial success: {rejected} records rejected: {message}".rstrip(": "))
         return rejected
 
-    async def write(self, records: Sequence[logging.LogRecord]) -> int:  # type: ignore[override]
+    async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """Export the batch in requests of about ``batch_bytes``; return the records lost."""
         lost = 0
         group: list[logging.LogRecord] = []

@@ -371,7 +371,7 @@ class SyslogSink(StreamSink):
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def write(self, records: Sequence[logging.LogRecord]) -> int:  # type: ignore[override]
+    async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """Send the batch (one datagram per record over UDP); return the records lost."""
         if self.transport != "udp":
             return await super().write(records)
