@@ -1,4 +1,4 @@
-"""Regenerate ``docs/benchmarks.md`` (and ``docs/benchmarks-emit.png``) from results."""
+"""Regenerate ``docs/benchmarks.md`` (and its ``docs/benchmarks-*.png`` plots) from results."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 from aiolog import _bench
 
 PLOT_NAME = "benchmarks-emit.png"
+LAG_PLOT_NAME = "benchmarks-lag.png"
+SCENARIO_PLOT_NAME = "benchmarks-scenarios.png"
 
 _METHOD = """\
 ## What is measured
@@ -37,6 +39,13 @@ the ratios between runs made side by side, *best run* the lowest per-run median.
 and `stdlib-queue-nolistener` keep every record in memory: their *max* lag includes the
 garbage collector's full passes over them, not logging as such.
 
+**CPU.** *loop CPU* is `time.thread_time_ns()` of the loop thread around each burst,
+per call; for the awaited setups (`structlog-ainfo`, `aiologger`) the emit figure is the
+time the task waits for `await`, and *loop CPU* what the loop itself spends, the rest
+being done by worker threads. The lag table's *loop CPU µs/rec* is the loop thread's CPU
+over the whole producer run, per record. A setup that cannot keep up shows it in
+*records/s* (below the target rate): the lag test never drops its rate silently.
+
 **Counts.** After the last record the run waits until everything is written (for aiolog
 `pipeline.flush()`, for the stdlib `QueueListener.stop()`); that wait is *drain*. Then the
 lines of the output file are counted (*delivered*, out of the records emitted) and, for
@@ -52,6 +61,16 @@ _SETUP_NOTES = {
     "the stdlib emit cost without a listener thread competing for the GIL",
     "aiolog": "copy of the record, asyncio context capture (task, coroutine, contextvars), "
     "bounded queue; JSON formatting and the file writes happen in the listener thread",
+    "stdlib-file": "formatting and the `write()` system call on the loop thread: cheap on a "
+    "page cache, a stall per record on a slow disk",
+    "structlog-default": "structlog out of the box (`ConsoleRenderer`), rendering and "
+    "writing on the caller",
+    "structlog-ainfo": "structlog's async methods: the processor chain runs in the default "
+    "thread pool and the task awaits it; the loop pays the hand-off",
+    "loguru-enqueue": "loguru serialises on the caller and puts the text on a "
+    "`multiprocessing.SimpleQueue` (a pipe and a lock), its worker thread writes",
+    "aiologger": "each call creates a task; the awaited handler writes through aiofiles "
+    "(a thread pool); arguments must be a mapping, so the format is `%(s)s %(i)d`",
 }
 
 
@@ -60,32 +79,65 @@ def _load(results: dict[str, Any], when: str) -> str:
     return "unknown" if not values else ", ".join(f"{v:g}" for v in values)
 
 
-def _plot(results: dict[str, Any], path: Path) -> bool:
-    """Bar plot of the median emit cost per setup; False when matplotlib is missing."""
+def _pyplot() -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+_LOOP_COLORS = {"asyncio": "#7f7f7f", "uvloop": "#1f77b4"}
+
+
+def _grouped_bars(
+    results: dict[str, Any],
+    path: Path,
+    test: str,
+    key: str,
+    xlabel: str,
+    title: str,
+    label: str,
+) -> bool:
+    """Horizontal bars, one per setup and loop, log scale; False without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
         return False
-    summary = results["summary"]
-    names = [name for name in summary if "emit" in summary[name]]
-    medians = [summary[name]["emit"]["emit_median_ns"] for name in names]
-    p90 = [summary[name]["emit"]["emit_p90_ns"] for name in names]
-    colors = ["#d62728" if name == "aiolog" else "#7f7f7f" for name in names]
-    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=110)
-    bars = ax.barh(names, medians, color=colors)
-    ax.scatter(p90, names, marker="|", s=200, color="black", label="p90", zorder=3)
-    ax.bar_label(bars, labels=[f"{m:,.0f} ns" for m in medians], padding=4, fontsize=8)
+    loops = list(results["loops"])
+    names: list[str] = []
+    for suite in results["loops"].values():
+        names += [n for n in suite["summary"] if n not in names]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) * len(loops) + 1.2), dpi=110)
+    height = 0.8 / len(loops)
+    for k, loop in enumerate(loops):
+        summary = results["loops"][loop]["summary"]
+        ys, values = [], []
+        for i, name in enumerate(names):
+            value = summary.get(name, {}).get(test, {}).get(key)
+            if value:
+                ys.append(i + k * height)
+                values.append(value)
+        colors = [
+            "#d62728" if names[round(y - k * height)] == "aiolog" and k == 0 else None for y in ys
+        ]
+        bars = ax.barh(
+            ys,
+            values,
+            height=height,
+            color=[c or _LOOP_COLORS.get(loop, "#2ca02c") for c in colors],
+            label=loop,
+        )
+        ax.bar_label(bars, labels=[label.format(v) for v in values], padding=3, fontsize=7)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(names))], names)
+    ax.set_xscale("log")
     ax.invert_yaxis()
-    ax.set_xlabel("ns per logger.info() call on the loop thread (median; | = p90)")
+    ax.set_xlabel(xlabel)
     machine = results["machine"]
-    ax.set_title(
-        f"Emit cost per setup - Python {machine['python']}, {machine['cpus']} CPUs",
-        fontsize=10,
-    )
-    ax.set_xlim(0, max([*medians, *p90]) * 1.25)
+    ax.set_title(f"{title} - Python {machine['python']}, {machine['cpus']} CPUs", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path)
@@ -93,41 +145,150 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def render(results: dict[str, Any], plot_name: str | None) -> str:
+def _scenario_plot(results: dict[str, Any], path: Path) -> bool:
+    """Peak memory with a dead sink and time to stop, aiolog vs stdlib, per loop."""
+    plt = _pyplot()
+    scenarios = results.get("scenarios") or {}
+    if plt is None or not scenarios:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=110)
+    labels, rss, stop, colors, blocked = [], [], [], [], []
+    for loop, scen in scenarios.items():
+        for setup in scen["setups"]:
+            entry = scen["summary"].get(f"{setup}/dead/dead")
+            if not entry:
+                continue
+            labels.append(f"{setup}\n{loop}")
+            rss.append(entry["peak_rss_mb_max"] or 0)
+            stop.append(entry["stop_s_max"] or 0)
+            blocked.append(not entry.get("stop_returned"))
+            colors.append("#d62728" if setup == "aiolog" else "#7f7f7f")
+    if not labels:
+        plt.close(fig)
+        return False
+    n = next(iter(scenarios.values()))["summary"]
+    per_run = max(
+        (e["emitted"] // max(e["runs"], 1) for k, e in n.items() if k.endswith("/dead/dead")),
+        default=0,
+    )
+    bars = left.bar(labels, rss, color=colors)
+    left.bar_label(bars, labels=[f"{v:,.0f}" for v in rss], fontsize=8)
+    left.set_ylabel("peak RSS, MiB")
+    left.set_title(f"{per_run:,} records into a dead sink", fontsize=9)
+    bars = right.bar(labels, stop, color=colors)
+    stop_labels = [
+        f">= {v:.1f} s, blocked" if b else f"{v:.1f} s" for v, b in zip(stop, blocked, strict=True)
+    ]
+    right.bar_label(bars, labels=stop_labels, fontsize=8)
+    right.set_ylabel("stop() duration, s (stdlib: given up on)")
+    right.set_title("stop with a dead sink (aiolog: timeout=2)", fontsize=9)
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def render(results: dict[str, Any], plots: dict[str, str]) -> str:
     """The Markdown text of ``docs/benchmarks.md``."""
     config = results["config"]
     machine = results["machine"]
     preset = results.get("preset", "full")
+    loops = list(results["loops"])
     lines = [
         "# Benchmarks",
         "",
         "<!-- Generated by `python -m benchmarks --write-docs`; edit benchmarks/_docs.py. -->",
         "",
         "What does logging cost an asyncio application? These figures compare aiolog with",
-        "the standard library's own non-blocking setup (`QueueHandler` + `QueueListener`)",
-        "and with two references: a disabled logger and the cheapest possible handler.",
-        "Run them on your machine with `python -m aiolog bench` (about 30 s), or the full",
-        "suite from a checkout with `python -m benchmarks`.",
+        "the standard library's own non-blocking setup (`QueueHandler` + `QueueListener`),",
+        "with the peers (a `FileHandler` on the loop, structlog, loguru `enqueue=True`,",
+        "aiologger) and with two references: a disabled logger and the cheapest possible",
+        f"handler, on {' and '.join(loops)}. Run them on your machine with",
+        "`python -m aiolog bench` (about 30 s, the stdlib and aiolog setups), or the full",
+        "suite from a checkout with `python -m benchmarks` (`pip install -e .[bench]`).",
+        "",
+        "The machine is small (2 CPUs) and shared with other work while the suite runs: every",
+        "figure is a median over interleaved runs in fresh processes, and differences under",
+        "about 10% are within the noise.",
         "",
     ]
     if preset != "full":
         lines += [f"> These are `{preset}` figures (a smoke run), not the recorded suite.", ""]
-    verdict = _bench.verdict(results["summary"])
-    if verdict:
-        lines += [f"**{verdict}**", ""]
-    lines += [_bench.format_tables(results, markdown=True), ""]
-    if plot_name:
-        lines += [f"![Median emit cost per setup]({plot_name})", ""]
+    summaries = {loop: suite["summary"] for loop, suite in results["loops"].items()}
+    rows = _bench.targets(summaries, results.get("scenarios", {}))
+    if rows:
+        lines += [
+            "## Targets (issue 6)",
+            "",
+            _bench._table(_bench.TARGET_HEADER, rows, markdown=True),
+            "",
+        ]
+    for loop, suite in results["loops"].items():
+        lines += [f"## Emit cost and loop lag: {loop} loop", ""]
+        verdict = _bench.verdict(suite["summary"])
+        if verdict:
+            lines += [f"**{verdict}**", ""]
+        lines += [_bench.format_tables(suite, markdown=True), ""]
+        for name, note in suite.get("skipped", {}).items():
+            lines += [f"- `{name}`: {note}"]
+        if suite.get("skipped"):
+            lines.append("")
+    for key, alt in (("emit", "Median emit cost per setup"), ("lag", "Loop lag p99 per setup")):
+        if key in plots:
+            lines += [f"![{alt}]({plots[key]})", ""]
+    scenarios = results.get("scenarios") or {}
+    if scenarios:
+        lines += [
+            "## Scenarios: slow and dead sinks, drain throughput",
+            "",
+            "aiolog against the stdlib queue pair only. *slow*: the JSON lines file handler",
+            f"sleeps {_bench.SLOW_WRITE_S * 1e3:g} ms before each write; *dead*: its `emit` never",
+            "returns. Both run behind the queue (for aiolog, the handler object is given to",
+            "`aiolog.configure([...])`, which runs it on a worker thread); *fast* is each",
+            "setup's usual JSON file. After the run the listener is stopped as an application",
+            f"does at exit: `pipeline.stop({_bench.STOP_TIMEOUT_S:g})` for aiolog, "
+            "`QueueListener.stop()` for the",
+            "stdlib, which has no timeout: it is called in a thread that is given up on after",
+            f"{config.get('stop_cap', _bench.STOP_CAP_S):g} s (*blocked*), the time an "
+            "application's loop would be frozen",
+            "at least. *lost* counts what aiolog reports dropped (its bounded queue and sink",
+            "buffer overflow, and what the stop timeout abandons); *peak RSS* is",
+            "`resource.getrusage(RUSAGE_SELF).ru_maxrss` of the child process.",
+            "",
+            "*Drain throughput* logs the records in a tight loop (yielding every 1 000) with",
+            "queues large enough to hold them all, and times from the first call until",
+            "`pipeline.flush()` / `QueueListener.stop()` returns; CPU is `time.process_time()`",
+            "(all threads) per record, split into the loop thread and the others (listener,",
+            "writers). With two CPUs shared by the caller and the listener, records/s is",
+            "bounded by the cost of the calls themselves; *drain after last call* shows how",
+            "far behind the listener was.",
+            "",
+        ]
+        for loop, scen in scenarios.items():
+            if not scen["setups"]:
+                continue
+            lines += [f"### {loop} loop", "", _bench.format_scenarios(scen, markdown=True), ""]
+        if "scenarios" in plots:
+            lines += [f"![Dead sink: memory and stop time]({plots['scenarios']})", ""]
     lines += ["## Setups", "", "| setup | what it is | why it is here |", "|---|---|---|"]
-    for name, description in results["setups"].items():
+    setups: dict[str, str] = {}
+    for suite in results["loops"].values():
+        setups.update(suite["setups"])
+        for name in suite.get("skipped", {}):
+            setups.setdefault(name, _bench.SETUPS.get(name, ""))
+    for name, description in setups.items():
         lines.append(f"| `{name}` | {description} | {_SETUP_NOTES.get(name, '')} |")
+    first = results["loops"][loops[0]]
     lines += [
         "",
         _METHOD.format(
             reps=config["reps"],
             emit_rounds=config.get("emit_rounds", 1),
             reference=_bench.REFERENCE,
-            loop=config["loop"],
+            loop=" / ".join(loops),
             emit_n=config["emit_n"],
             warmup=config["warmup"],
             burst=config["burst"],
@@ -141,10 +302,12 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
         f"- CPU: {machine['cpu']} ({machine['cpus']} logical CPUs)",
         f"- OS: {machine['platform']}",
         f"- Python: {machine['implementation']} {machine['python']} ({machine['python_build']})",
+        f"- Loops: {', '.join(loops)}",
         f"- aiolog: {machine['aiolog']}"
         + (f" (git {machine['git_commit']})" if machine.get("git_commit") else ""),
         f"- Suite run time: {results.get('elapsed_s', '?')} s; load average (1, 5, 15 min) "
-        f"before: {_load(results, 'before')}, after: {_load(results, 'after')}",
+        f"before: {_load(first, 'before')}, after: "
+        f"{_load(results['loops'][loops[-1]], 'after')}",
         "",
         "Raw per-run figures: `benchmarks/results/latest.json`.",
         "",
@@ -153,14 +316,34 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
 
 
 def write_docs(results: dict[str, Any], docs: Path) -> list[Path]:
-    """Write the Markdown page (and the plot when matplotlib is installed); return paths."""
+    """Write the Markdown page (and the plots when matplotlib is installed); return paths."""
     docs.mkdir(parents=True, exist_ok=True)
     written = []
-    plot_path = docs / PLOT_NAME
-    has_plot = _plot(results, plot_path)
-    if has_plot:
-        written.append(plot_path)
+    plots: dict[str, str] = {}
+    if _grouped_bars(
+        results,
+        docs / PLOT_NAME,
+        "emit",
+        "emit_median_ns",
+        "ns per logging call on the loop thread (median, log scale)",
+        "Emit cost per setup",
+        "{:,.0f} ns",
+    ):
+        plots["emit"] = PLOT_NAME
+    if _grouped_bars(
+        results,
+        docs / LAG_PLOT_NAME,
+        "lag",
+        "lag_p99_ms",
+        "loop lag p99, ms, while logging 20k records/s (log scale)",
+        "Loop lag per setup",
+        "{:.2f} ms",
+    ):
+        plots["lag"] = LAG_PLOT_NAME
+    if _scenario_plot(results, docs / SCENARIO_PLOT_NAME):
+        plots["scenarios"] = SCENARIO_PLOT_NAME
+    written += [docs / name for name in plots.values()]
     page = docs / "benchmarks.md"
-    page.write_text(render(results, PLOT_NAME if has_plot else None), encoding="utf-8")
+    page.write_text(render(results, plots), encoding="utf-8")
     written.insert(0, page)
     return written
