@@ -215,8 +215,9 @@ def test_reconfigure_loses_nothing_under_load(attempt: int) -> None:
     got = [int(m) for m in first.messages] + [int(m) for m in second.messages]
     assert sent == sorted(got)
     assert len(sent) == len(got)
-    assert first.messages  # the old pipeline wrote its part
-    assert second.messages  # and the new one the rest
+    # The old pipeline may have written some of them (or none: its queue is handed over
+    # before its listener stops); the new one writes the rest.
+    assert second.messages
 
 
 def test_stop_detaches_and_is_idempotent() -> None:
