@@ -192,8 +192,11 @@ class RecordQueue:
             try:
                 item = get()
             except queue.Empty:
-                return
+                break
             target.offer(item)
+        if self._blocked:  # producers waiting for room here: there is room now
+            with self._space:
+                self._space.notify_all()
 
     def put_marker(self, item: Any) -> None:
         """Enqueue a control item for the listener, bypassing the bound and the counters.

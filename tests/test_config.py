@@ -198,7 +198,10 @@ def test_reconfigure_loses_nothing_under_load(attempt: int) -> None:
     def producer() -> None:
         log = logging.getLogger("app")
         i = 0
-        while not stop.is_set() or i < 2000:
+        after_swap = 0
+        while after_swap < 1000:  # keeps logging through the swap, then 1000 more
+            if stop.is_set():
+                after_swap += 1
             log.info("%d", i)
             sent.append(i)
             i += 1
@@ -208,13 +211,17 @@ def test_reconfigure_loses_nothing_under_load(attempt: int) -> None:
     t = threading.Thread(target=producer)
     t.start()
     assert started.wait(10)
+    old = aiolog.get_pipeline()
+    assert old is not None
     pipeline = aiolog.configure([second], **settings)
     stop.set()
-    t.join(10)
+    t.join(30)
+    assert not t.is_alive()
     assert pipeline.flush()
     got = [int(m) for m in first.messages] + [int(m) for m in second.messages]
-    assert sent == sorted(got)
-    assert len(sent) == len(got)
+    details = (old.stats(), pipeline.stats())
+    assert len(sent) == len(got), details
+    assert sent == sorted(got), details
     # The old pipeline may have written some of them (or none: its queue is handed over
     # before its listener stops); the new one writes the rest.
     assert second.messages
