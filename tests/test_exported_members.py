@@ -21,7 +21,17 @@ def test_no_private_names_exported() -> None:
     assert [] == [n for n in aiolog.__all__ if n.startswith("_") and n != "__version__"]
 
 
-@pytest.mark.parametrize("module", ["aiolog.formatting", "aiolog.sinks", "aiolog.testing"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "aiolog.asyncio_diag",
+        "aiolog.dictconfig",
+        "aiolog.formatting",
+        "aiolog.sinks",
+        "aiolog.structlog",
+        "aiolog.testing",
+    ],
+)
 def test_public_modules_have_sorted_all(module: str) -> None:
     """Each public module declares a sorted __all__ of existing names."""
     mod = importlib.import_module(module)
