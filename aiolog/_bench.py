@@ -1424,6 +1424,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """``python -m aiolog bench``: the ~30 s suite, on this machine."""
     config = SuiteConfig(**asdict(PRESETS["quick" if args.quick else "user"]))
+    config.setups = list(CORE_SETUPS)  # the peers and scenarios: python -m benchmarks
     if args.reps is not None:
         config.reps = max(1, args.reps)
     config.loop = args.loop
