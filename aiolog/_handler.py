@@ -465,9 +465,12 @@ class QueueHandler(logging.handlers.QueueHandler):
             self._retired = True
             holding = RecordQueue(q.maxsize, q.overflow, q.timeout)
             self.queue = holding  # later records wait here...
+            # ...and so do those that raced past the swap. Forward before stopping: a
+            # record put into the old queue after its listener's last drain would
+            # otherwise be counted lost at stop.
+            q.forward(holding)
             with _logging_lock_released():
                 listener.stop()
-            q.forward(holding)  # ...and so do those that raced past the swap
             with _orphans_lock:
                 previous = _orphans.get(name)
                 _orphans[name] = holding

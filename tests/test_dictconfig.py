@@ -301,7 +301,8 @@ def test_rerunning_dictconfig_under_load_loses_nothing(attempt: int) -> None:
     assert listener_of(handler).flush(10)
     got = sorted(int(m) for m in first.messages + second.messages)
     assert list(range(total)) == got
-    assert first.messages
+    # The old listener may have written some (or, its queue handed over first, none).
+    assert second.messages
     assert 0 == handler.dropped
 
 
