@@ -696,10 +696,17 @@ class _StructuredFormatter(logging.Formatter):
         defaults: Mapping[str, Any] | None = None,
         contextvars: _ContextVarsOption = True,
         location: bool = False,
+        static_fields: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(fmt, datefmt, style, validate, defaults=defaults)
         self.contextvars = _context_selector(contextvars)
         self.location = location
+        self.static_fields = _static_fields(static_fields, self._builtin_keys)
+        self._reserved = self._builtin_keys.union(self.static_fields)
+        self._keys: dict[str, str] = {}  # field name -> its safe key (logfmt's cache)
+
+    #: Names the format itself writes: static fields may not take them.
+    _builtin_keys: frozenset[str] = frozenset()
 
 
 class JSONFormatter(_StructuredFormatter):
@@ -722,29 +729,7 @@ class JSONFormatter(_StructuredFormatter):
     .. versionadded:: 0.1.0
     """
 
-    def __init__(
-        self,
-        fmt: str | None = None,
-        datefmt: str | None = None,
-        style: _FormatStyle = "%",
-        validate: bool = True,
-        *,
-        defaults: Mapping[str, Any] | None = None,
-        contextvars: _ContextVarsOption = True,
-        location: bool = False,
-        static_fields: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            fmt,
-            datefmt,
-            style,
-            validate,
-            defaults=defaults,
-            contextvars=contextvars,
-            location=location,
-        )
-        self.static_fields = _static_fields(static_fields, _SCHEMA_KEYS)
-        self._reserved = _SCHEMA_KEYS.union(self.static_fields)
+    _builtin_keys = _SCHEMA_KEYS
 
     def to_dict(self, record: logging.LogRecord) -> dict[str, Any]:
         """The dict :meth:`format` encodes, its values already converted for JSON."""
@@ -841,30 +826,7 @@ class LogfmtFormatter(_StructuredFormatter):
     .. versionadded:: 0.1.0
     """
 
-    def __init__(
-        self,
-        fmt: str | None = None,
-        datefmt: str | None = None,
-        style: _FormatStyle = "%",
-        validate: bool = True,
-        *,
-        defaults: Mapping[str, Any] | None = None,
-        contextvars: _ContextVarsOption = True,
-        location: bool = False,
-        static_fields: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            fmt,
-            datefmt,
-            style,
-            validate,
-            defaults=defaults,
-            contextvars=contextvars,
-            location=location,
-        )
-        self.static_fields = _static_fields(static_fields, _SCHEMA_KEYS | _LOGFMT_KEYS)
-        self._reserved = _SCHEMA_KEYS.union(_LOGFMT_KEYS, self.static_fields)
-        self._keys: dict[str, str] = {}
+    _builtin_keys = _SCHEMA_KEYS | _LOGFMT_KEYS
 
     def _key(self, key: str) -> str:
         """The logfmt key of an ``extra=`` or static field: safe, and distinct from ours."""
