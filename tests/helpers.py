@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -75,3 +76,19 @@ def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
                     "task": task,
                 }
             )
+
+
+class SignalsErrors:
+    """Mixin for a network sink: sets :attr:`failed` at each error it counts.
+
+    ``class Probe(SignalsErrors, TcpSink): ...`` lets a test wait for the first failure
+    (``probe.failed.wait(10)``) instead of sleeping.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failed = threading.Event()
+
+    def note_error(self, error: BaseException | str) -> None:
+        super().note_error(error)  # type: ignore[misc]
+        self.failed.set()

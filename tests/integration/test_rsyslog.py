@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 import aiolog
 from aiolog.sinks.syslog import SyslogSink
+from tests.helpers import SignalsErrors
 from tests.integration.peers import Certs, make_certs
 from tests.integration.rsyslog import Rsyslog
 
@@ -47,16 +47,8 @@ def own_rsyslog(tmp_path: Path, certs: Certs) -> Iterator[Rsyslog]:
         server.stop()
 
 
-class Probe(SyslogSink):
+class Probe(SignalsErrors, SyslogSink):
     """A SyslogSink that signals its errors (to sequence tests without sleeping)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.failed = threading.Event()
-
-    def note_error(self, error: BaseException | str) -> None:
-        super().note_error(error)
-        self.failed.set()
 
 
 def url(server: Rsyslog, transport: str, app: str, certs: Certs, **query: str) -> str:

@@ -8,14 +8,13 @@ import email.utils
 import json
 import logging
 import sys
-import threading
 from collections.abc import Sequence
 
 import pytest
 
 import aiolog
 from aiolog.sinks.http import HttpSink, retry_after
-from tests.helpers import run
+from tests.helpers import SignalsErrors, run
 from tests.integration.peers import (
     Certs,
     HttpPeer,
@@ -41,16 +40,8 @@ def record(msg: str, level: int = logging.INFO) -> logging.LogRecord:
     return rec
 
 
-class Probe(HttpSink):
-    """An HttpSink that signals its errors (to sequence tests without sleeping)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.failed = threading.Event()
-
-    def note_error(self, error: BaseException | str) -> None:
-        super().note_error(error)
-        self.failed.set()
+class Probe(SignalsErrors, HttpSink):
+    """A HttpSink that signals its errors (to sequence tests without sleeping)."""
 
 
 def send(sink: HttpSink, *batches: Sequence[str]) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Sequence
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 import aiolog
 from aiolog.sinks.tcp import TcpSink
 from aiolog.testing import CaptureSink
-from tests.helpers import LoopFactory, run
+from tests.helpers import LoopFactory, SignalsErrors, run
 from tests.integration.peers import Certs, TcpPeer, make_certs, reserve_port, tcp_peer
 
 pytestmark = pytest.mark.timeout(30)
@@ -32,16 +31,8 @@ def record(msg: str, level: int = logging.INFO, name: str = "app") -> logging.Lo
     return rec
 
 
-class Probe(TcpSink):
-    """A TcpSink that signals its first error (to sequence tests without sleeping)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.failed = threading.Event()
-
-    def note_error(self, error: BaseException | str) -> None:
-        super().note_error(error)
-        self.failed.set()
+class Probe(SignalsErrors, TcpSink):
+    """A TcpSink that signals its errors (to sequence tests without sleeping)."""
 
 
 def messages(peer: TcpPeer, logger: str | None = None) -> list[str]:
