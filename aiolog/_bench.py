@@ -1275,7 +1275,7 @@ def targets(
             )
         vs = fig("aiolog", "emit", "vs_reference")
         if vs is not None:
-            add("emit cost <= 0.6x stdlib-queue", loop, f"{vs:.2f}x (paired runs)", vs <= 0.6)
+            add("emit cost <= 0.6x stdlib-queue", loop, f"{vs:.3f}x (paired runs)", vs <= 0.6)
         ours = fig("aiolog", "lag", "lag_p99_ms")
         control = fig("stdlib-queue-nolistener", "lag", "lag_p99_ms")
         ratio = _ratio(ours, control)
