@@ -321,10 +321,10 @@ class _Setup:
             self._close = loguru_logger.remove
             self._complete = complete
         elif self.name == "aiologger":
-            from aiologger import Logger  # type: ignore[import-untyped]
-            from aiologger.formatters.json import JsonFormatter  # type: ignore[import-untyped]
-            from aiologger.handlers.files import AsyncFileHandler  # type: ignore[import-untyped]
-            from aiologger.levels import LogLevel  # type: ignore[import-untyped]
+            from aiologger import Logger
+            from aiologger.formatters.json import JsonFormatter
+            from aiologger.handlers.files import AsyncFileHandler
+            from aiologger.levels import LogLevel
 
             alog = Logger(name=LOGGER_NAME, level=LogLevel.INFO)
             file_handler = AsyncFileHandler(filename=self.path)
