@@ -236,6 +236,8 @@ def configure(
     level: int | str | None = None,
     format: str | None = None,
     queue_size: int = 10_000,
+    sink_buffer: int = 10_000,
+    sink_buffer_bytes: int = 64 * 1024 * 1024,
     overflow: Overflow = "drop_newest",
     block_timeout: float = 1.0,
     capture_warnings: bool = True,
@@ -260,6 +262,10 @@ def configure(
     :param format: ``json``, ``logfmt`` or ``text`` for sinks built from URLs that do not
         say (``?format=``). Default ``AIOLOG_FORMAT``, else each sink's own default.
     :param queue_size: bound of the record queue.
+    :param sink_buffer: each sink's own bound, in records: a sink that cannot keep up drops
+        (and counts) beyond it, without slowing the others.
+    :param sink_buffer_bytes: each sink's bound in estimated bytes (rendered message and
+        traceback, plus 256 per record).
     :param overflow: ``drop_newest``, ``drop_oldest`` or ``block`` (see
         :class:`aiolog.RecordQueue`).
     :param block_timeout: longest wait of the ``block`` policy, off event-loop threads.
@@ -292,6 +298,9 @@ def configure(
         raise ValueError(
             f"unknown overflow policy {overflow!r} (use {', '.join(OVERFLOW_POLICIES)})"
         )
+    for option, value in (("sink_buffer", sink_buffer), ("sink_buffer_bytes", sink_buffer_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{option} must be a positive integer, not {value!r}")
     specs = _env_sinks() if sinks is None else list(sinks)
     if isinstance(sinks, str):
         raise ValueError("sinks must be a list of URLs or handlers, not a single string")
@@ -328,7 +337,13 @@ def configure(
                 if existing not in adopted and not isinstance(existing, QueueHandler):
                     adopted.append(existing)
         all_sinks = [*owned, *given, *(h for h in adopted if h not in given)]
-        listener = QueueListener(handler.queue, *all_sinks, respect_handler_level=True)
+        listener = QueueListener(
+            handler.queue,
+            *all_sinks,
+            respect_handler_level=True,
+            buffer_size=sink_buffer,
+            buffer_bytes=sink_buffer_bytes,
+        )
         try:
             listener.start()
         except BaseException:

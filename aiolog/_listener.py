@@ -96,6 +96,12 @@ class _Barrier:
         return self._event.wait(timeout)
 
 
+def _size(record: logging.LogRecord) -> int:
+    """A record's weight in a sink buffer: its rendered text plus a fixed overhead."""
+    exc_text = record.exc_text
+    return len(record.message) + (len(exc_text) if exc_text else 0) + 256
+
+
 class _SinkRunner:
     """One sink's bounded buffer and the task that writes it."""
 
@@ -104,6 +110,8 @@ class _SinkRunner:
         self.sink: _AnySink = handler if isinstance(handler, Sink) else HandlerSink(handler)
         self.name = self.sink.display_name
         self.maxsize = listener.buffer_size
+        self.max_bytes = listener.buffer_bytes
+        self.bytes = 0  # estimated size of the buffered records (see _size)
         self.max_batch = listener.max_batch
         self.check_level = listener.respect_handler_level
         self.buffer: collections.deque[Any] = collections.deque()
@@ -132,6 +140,7 @@ class _SinkRunner:
             "dropped": self.dropped,
             "errors": errors,
             "buffered": len(self.buffer) + self.inflight,
+            "buffered_bytes": self.bytes,
             "last_error": last_error,
             **own,
         }
@@ -142,9 +151,11 @@ class _SinkRunner:
             return
         if isinstance(self.sink, Sink) and handler.filters and not handler.filter(record):
             return
-        if len(self.buffer) >= self.maxsize:
+        size = _size(record)
+        if len(self.buffer) >= self.maxsize or (self.bytes + size > self.max_bytes and self.bytes):
             self.dropped += 1
             return
+        self.bytes += size
         self.buffer.append(record)
         assert self.event is not None
         self.event.set()
@@ -171,6 +182,7 @@ class _SinkRunner:
                             batch = []
                         item.arrive()
                     else:
+                        self.bytes -= _size(item)
                         batch.append(item)
                 if batch:
                     await self._write(batch)
@@ -202,6 +214,7 @@ class _SinkRunner:
             if type(item) is _Barrier:
                 item.arrive()
         self.buffer.clear()
+        self.bytes = 0
         self.dropped += lost
 
 
@@ -214,7 +227,11 @@ class QueueListener(logging.handlers.QueueListener):
     :param max_batch: most records taken from the queue, or written to a sink, at once.
     :param linger: seconds the listener waits after a batch to let the next one grow,
         so a busy application wakes it about ``1/linger`` times a second, not per record.
-    :param buffer_size: each sink's bound: records beyond it are dropped and counted.
+    :param buffer_size: each sink's bound in records: beyond it, records are dropped and
+        counted.
+    :param buffer_bytes: each sink's bound in (estimated) bytes: the rendered message and
+        traceback of each buffered record, plus 256. A record alone in an empty buffer is
+        always taken, however large.
     :param report_interval: least seconds between two drop notices.
     :param name: the listener thread's name.
 
@@ -235,6 +252,7 @@ class QueueListener(logging.handlers.QueueListener):
         max_batch: int = 512,
         linger: float = 0.005,
         buffer_size: int = 10_000,
+        buffer_bytes: int = 64 * 1024 * 1024,
         report_interval: float = 5.0,
         name: str = "aiolog-listener",
     ) -> None:
@@ -246,6 +264,9 @@ class QueueListener(logging.handlers.QueueListener):
         self.max_batch = max_batch
         self.linger = linger
         self.buffer_size = buffer_size
+        if buffer_bytes < 1:
+            raise ValueError(f"buffer_bytes must be at least 1, not {buffer_bytes!r}")
+        self.buffer_bytes = buffer_bytes
         self.report_interval = report_interval
         self.name = name
         self._thread = None

@@ -98,6 +98,8 @@ def test_explicit_url_format_wins_over_default(
         ({"sinks": ["stderr"], "format": "xml"}, "xml"),
         ({"sinks": ["stderr"], "overflow": "explode"}, "explode"),
         ({"sinks": ["stderr"], "queue_size": 0}, "maxsize"),
+        ({"sinks": ["stderr"], "sink_buffer": 0}, "sink_buffer"),
+        ({"sinks": ["stderr"], "sink_buffer_bytes": -1}, "sink_buffer_bytes"),
         ({"sinks": ["file:/proc/aiolog-cannot-write/x.log"]}, "/proc/aiolog-cannot-write"),
         ({"sinks": ["stderr?format=yaml"]}, "yaml"),
         ({"sinks": [42]}, "42"),
@@ -138,9 +140,8 @@ def test_stats_shape() -> None:
     assert 10 == stats["queue"]["enqueued"]
     assert 0 == stats["queue"]["dropped"]
     assert 0 == stats["queue"]["depth"]
-    assert {"written": 10, "dropped": 0, "errors": 0, "buffered": 0, "last_error": None} == (
-        stats["sinks"]["mem"]
-    )
+    expected = {"written": 10, "dropped": 0, "errors": 0, "buffered": 0, "buffered_bytes": 0}
+    assert {**expected, "last_error": None} == stats["sinks"]["mem"]
 
 
 def test_queue_overflow_is_counted_exactly() -> None:

@@ -410,3 +410,36 @@ def test_a_sinks_own_counters_are_merged_into_stats(logger: logging.Logger) -> N
     assert "ConnectionRefusedError: nope" == stats["last_error"]
     assert 7 == stats["retries"]
     assert 1 == stats["written"]
+
+
+def test_sink_buffers_are_bounded_by_bytes_too(logger: logging.Logger) -> None:
+    """A stalled sink holds at most buffer_bytes of records; the rest is dropped, counted."""
+    sink = CaptureSink("slow")
+    sink.addFilter(not_notice)
+    handler, listener = pair(sink, buffer_bytes=10 * (1000 + 256))
+    logger.addHandler(handler)
+    with listener:
+        sink.hold()
+        logger.info("first")
+        assert sink.entered.wait(5)
+        for _ in range(50):
+            logger.info("x" * 1000)
+        assert listener.flush(0.05) is False
+        stats = listener.sink_stats()["slow"]
+        assert 10 * (1000 + 256) == stats["buffered_bytes"]
+        assert 40 == stats["dropped"]
+        sink.release()
+        assert listener.flush(5)
+    assert 11 == len(sink.records)
+    assert 0 == listener.sink_stats()["slow"]["buffered_bytes"]
+
+
+def test_one_huge_record_still_passes_an_empty_buffer(logger: logging.Logger) -> None:
+    """A record larger than buffer_bytes is not refused when nothing else is buffered."""
+    sink = CaptureSink("big")
+    handler, listener = pair(sink, buffer_bytes=100)
+    logger.addHandler(handler)
+    with listener:
+        logger.info("y" * 10_000)
+        assert listener.flush(5)
+    assert [10_000] == [len(m) for m in sink.messages]
