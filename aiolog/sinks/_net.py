@@ -435,7 +435,6 @@ class StreamSink(NetworkSink):
         """One record as the bytes sent for it, framing included."""
         raise NotImplementedError
 
-    # Sink.write is annotated "-> None" but the listener accepts an int (records lost).
     async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """Send the batch; return how many of its records could not be delivered."""
         lost = 0
