@@ -6,8 +6,9 @@ import atexit
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from aiolog import asyncio_diag
 from aiolog._handler import QueueHandler
@@ -381,6 +382,7 @@ def configure(
                 handler_.close()
         if capture_warnings:
             logging.captureWarnings(True)
+            warnings.showwarning = _showwarning
         if not _atexit_registered:
             atexit.register(_exit_drain)
             _atexit_registered = True
@@ -393,6 +395,25 @@ def configure(
 
         configure_structlog()
     return pipeline
+
+
+def _showwarning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``logging.captureWarnings``' hook, without reading the source line from disk.
+
+    The stdlib hook formats the warning with :func:`warnings.formatwarning`, which fetches
+    the offending source line through :mod:`linecache`: file I/O on the thread that warns,
+    often the event loop. The record keeps ``file:line: Category: message``.
+    """
+    logging._showwarning(  # type: ignore[attr-defined]
+        message, category, filename, lineno, file, "" if line is None else line
+    )
 
 
 def get_pipeline() -> Pipeline | None:

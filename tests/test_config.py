@@ -181,6 +181,29 @@ def test_warnings_are_captured() -> None:
     assert "careful" in record.message
 
 
+def test_captured_warnings_read_no_source_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warning raised on the loop becomes a record without linecache reading the file."""
+    import linecache
+
+    sink = CaptureSink()
+    pipeline = aiolog.configure([sink])
+    reads: list[str] = []
+    monkeypatch.setattr(linecache, "getline", lambda filename, *a, **k: reads.append(filename))
+
+    async def main() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("on the loop", UserWarning, stacklevel=1)
+
+    asyncio.run(main())
+    monkeypatch.undo()
+    assert pipeline.flush()
+    assert [] == reads
+    (record,) = sink.records
+    assert record.message.startswith(f"{__file__}:")
+    assert "UserWarning: on the loop" in record.message
+
+
 @pytest.mark.parametrize("attempt", range(5))
 def test_reconfigure_loses_nothing_under_load(attempt: int) -> None:
     """Records logged by a busy thread while configure() is called again are all kept."""
