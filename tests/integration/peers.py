@@ -128,7 +128,37 @@ class _LoopThread:
 # ---------------------------------------------------------------------------- TCP
 
 
-class TcpPeer:
+class _Peer:
+    """What the test servers share: a loop thread, a socket, connections, and closing."""
+
+    _loop: _LoopThread
+    _sock: socket.socket
+    _server: asyncio.AbstractServer | None
+    _writers: list[asyncio.StreamWriter]
+    _tasks: set[asyncio.Task[Any]]
+
+    def close(self) -> None:
+        """Stop listening, close every connection and the loop."""
+
+        async def stop() -> None:
+            # Connections first, the server last: on 3.13 a connection accepted just before
+            # Server.close() but attached after it is never closed (an unclosed transport).
+            await _abort_all(self._writers, self._tasks)
+            if self._server is not None:
+                abort_clients = getattr(self._server, "abort_clients", None)  # 3.13+
+                if abort_clients is not None:
+                    abort_clients()
+                self._server.close()
+                await self._server.wait_closed()
+
+        try:
+            self._loop.call(stop)
+        finally:
+            self._loop.close()
+            self._sock.close()
+
+
+class TcpPeer(_Peer):
     """A TCP server that records the bytes it receives (all connections, in order).
 
     :param stall: accept connections but never read from them (a stalled consumer).
@@ -214,26 +244,6 @@ class TcpPeer:
 
         self._loop.call(close)
 
-    def close(self) -> None:
-        """Stop listening, close every connection and the loop."""
-
-        async def stop() -> None:
-            # Connections first, the server last: on 3.13 a connection accepted just before
-            # Server.close() but attached after it is never closed (an unclosed transport).
-            await _abort_all(self._writers, self._tasks)
-            if self._server is not None:
-                abort_clients = getattr(self._server, "abort_clients", None)  # 3.13+
-                if abort_clients is not None:
-                    abort_clients()
-                self._server.close()
-                await self._server.wait_closed()
-
-        try:
-            self._loop.call(stop)
-        finally:
-            self._loop.close()
-            self._sock.close()
-
 
 @contextlib.contextmanager
 def tcp_peer(**options: Any) -> Iterator[TcpPeer]:
@@ -263,7 +273,7 @@ class HttpRequest:
 Answer = tuple[int, dict[str, str], bytes]
 
 
-class HttpPeer:
+class HttpPeer(_Peer):
     """A minimal HTTP/1.1 server (keep-alive) that records requests and answers by script.
 
     ``answers`` are used in order, one per request; when they run out every request gets
@@ -337,26 +347,6 @@ class HttpPeer:
         """Block until ``count`` requests arrived; False on timeout."""
         with self._arrived:
             return self._arrived.wait_for(lambda: len(self.requests) >= count, timeout)
-
-    def close(self) -> None:
-        """Stop listening, close every connection and the loop."""
-
-        async def stop() -> None:
-            # Connections first, the server last: on 3.13 a connection accepted just before
-            # Server.close() but attached after it is never closed (an unclosed transport).
-            await _abort_all(self._writers, self._tasks)
-            if self._server is not None:
-                abort_clients = getattr(self._server, "abort_clients", None)  # 3.13+
-                if abort_clients is not None:
-                    abort_clients()
-                self._server.close()
-                await self._server.wait_closed()
-
-        try:
-            self._loop.call(stop)
-        finally:
-            self._loop.close()
-            self._sock.close()
 
 
 @contextlib.contextmanager
