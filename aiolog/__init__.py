@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from aiolog._config import Pipeline, configure, get_pipeline, shutdown, sink
+from aiolog._factory import FastLogRecord
 from aiolog._handler import QueueHandler
 from aiolog._listener import QueueListener
 from aiolog._queue import RecordQueue
@@ -25,6 +26,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "FastLogRecord",
     "JSONFormatter",
     "LogfmtFormatter",
     "Pipeline",

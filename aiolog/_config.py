@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
-from aiolog import asyncio_diag
+from aiolog import _factory, asyncio_diag
 from aiolog._handler import QueueHandler
 from aiolog._listener import QueueListener
 from aiolog._queue import OVERFLOW_POLICIES, Overflow, RecordQueue
@@ -213,6 +213,7 @@ class Pipeline:
                 _active = None
                 _detach(self, restore=True)
                 asyncio_diag.uninstall()
+                _factory.uninstall()
         ok = self.listener.stop(timeout)
         self.handler.listener = None
         for handler in self.owned:
@@ -248,6 +249,7 @@ def configure(
     asyncio_slow_callback: float | None = None,
     structlog: bool = False,
     drain_on_sigterm: bool = True,
+    record_factory: bool = True,
 ) -> Pipeline:
     """Route all logging through aiolog, in one call.
 
@@ -286,6 +288,10 @@ def configure(
         would die without running exit hooks, losing what is queued), install a handler
         that drains the listeners, then dies of the signal as before: same exit status.
         A SIGTERM handler of the application's own is left alone. Main thread only.
+    :param record_factory: make :class:`aiolog.FastLogRecord` the record factory while
+        the pipeline runs, when the factory is still the stdlib default. Records are the
+        same, attribute for attribute; making them costs ~1.4 µs less (see
+        docs/design.md). A factory of the application's own is never replaced.
     :raises ValueError: for any bad setting, before anything is changed.
     """
     global _active, _atexit_registered
@@ -370,6 +376,10 @@ def configure(
             root.setLevel(level_no)
         _active = pipeline
         asyncio_diag._install(diag)
+        if record_factory:
+            _factory.install()
+        else:
+            _factory.uninstall()
         if old is not None:
             old._stopped = True
             # Retire the old queue first: what it holds, and whatever a thread that picked

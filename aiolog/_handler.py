@@ -1,10 +1,11 @@
 """The emit path: :class:`QueueHandler`, which never blocks and never raises.
 
 Everything here runs on the thread that logs, usually the event loop's, so it does the
-minimum: copy the record (other handlers of the same logger must see it unmodified),
-freeze what could change before the listener formats it, capture the asyncio context, and
-offer the copy to a bounded queue. No formatter runs here, no traceback is rendered (that
-would read source files through ``linecache``), and no lock is taken.
+minimum: capture the asyncio context and offer the record with it to a bounded queue.
+The record is not copied here unless its message must be frozen now (other handlers of
+the same logger see it unmodified either way): the listener's copy is made when the queue
+is drained (:func:`aiolog._record.unpack`). No formatter runs here, no traceback is
+rendered (that would read source files through ``linecache``), and no lock is taken.
 
 The handler is also what :func:`logging.config.dictConfig` builds (see
 :mod:`aiolog.dictconfig`): its constructor accepts the keys of the stdlib's queue-handler
@@ -22,15 +23,15 @@ import logging.handlers
 import queue as queue_module
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from aiolog import dictconfig
+from aiolog import _factory, dictconfig
 from aiolog._context import ORIGIN_TASK, callback_name
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._listener import QueueListener
 from aiolog._queue import Overflow, RecordQueue, _Counter
-from aiolog._record import IMMUTABLE_TYPES, get_message, safe_repr
+from aiolog._record import IMMUTABLE_TYPES, get_message, safe_repr, task_coro_name
 
 __all__ = [
     "EventDict",
@@ -136,11 +137,6 @@ def freeze_in_place(event: EventDict) -> EventDict:
     return event
 
 
-def _coro_name(task: asyncio.Task[Any]) -> str | None:
-    coro = task.get_coro()
-    return getattr(coro, "__qualname__", None) or getattr(coro, "__name__", None)
-
-
 class PreparedRecord(logging.LogRecord):
     """A record made with its emit-time context already captured (see :func:`fill_context`).
 
@@ -167,7 +163,7 @@ def fill_context(d: dict[str, Any]) -> None:
     if task is not None:
         if _NEEDS_TASKNAME or d.get("taskName") is None:
             d["taskName"] = task.get_name()
-        d["aiolog_coro"] = _coro_name(task)
+        d["aiolog_coro"] = task_coro_name(task)
     elif _NEEDS_TASKNAME:
         d["taskName"] = None
     d["aiolog_context"] = _copy_context()
@@ -183,7 +179,8 @@ class QueueHandler(logging.handlers.QueueHandler):
 
     Per record, on the caller's thread, it:
 
-    * copies the record, so other handlers of the logger see it unmodified;
+    * leaves the record unmodified for the logger's other handlers: what it captures
+      travels next to the record, and the listener's copy is made off this thread;
     * keeps ``msg % args`` for the listener when every argument is an immutable scalar, and
       renders it now otherwise (a list or an object could change before the listener runs);
     * keeps a structlog event dict (a dict ``msg`` with an ``"event"`` key, as structlog's
@@ -191,7 +188,7 @@ class QueueHandler(logging.handlers.QueueHandler):
       turning it into a string (structlog #702);
     * records the asyncio task (``taskName``, backfilled on 3.10/3.11), its coroutine's
       qualified name (``aiolog_coro``) and a :mod:`contextvars` snapshot (``aiolog_context``);
-    * offers the copy to the queue, which applies the overflow policy and counts drops.
+    * offers it to the queue, which applies the overflow policy and counts drops.
 
     Records logged on aiolog's own threads (the listener and sink workers) are counted in
     :attr:`internal_dropped` and not queued, so a sink that logs cannot feed itself forever.
@@ -212,7 +209,29 @@ class QueueHandler(logging.handlers.QueueHandler):
        ``handlers``, ``listener`` and ``respect_handler_level`` (the dictConfig keys).
     """
 
-    queue: Any  # a RecordQueue, or any object with put_nowait()
+    #: True when emit/prepare/enqueue are this class's own: the emit path may then pack
+    #: records for a RecordQueue (see :meth:`emit`). A subclass that overrides one of
+    #: them gets the stdlib order of calls instead.
+    _packs = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._packs = all(
+            getattr(cls, name) is getattr(QueueHandler, name)
+            for name in ("emit", "prepare", "enqueue")
+        )
+
+    @property
+    def queue(self) -> Any:
+        """The queue records go to: a RecordQueue, or any object with ``put_nowait()``."""
+        return self._queue
+
+    @queue.setter
+    def queue(self, queue: Any) -> None:
+        self._queue = queue
+        self._offer: Callable[[Any], bool] | None = (
+            queue.offer if self._packs and isinstance(queue, RecordQueue) else None
+        )
 
     def __init__(
         self,
@@ -324,6 +343,7 @@ class QueueHandler(logging.handlers.QueueHandler):
             listener.start()
         if dictconfig.building_handler():
             dictconfig.drain_on_sigterm()
+            _factory.install()
 
     def set_name(self, name: str) -> None:
         """Name the handler; records a closed handler of that name kept come to this one."""
@@ -364,11 +384,47 @@ class QueueHandler(logging.handlers.QueueHandler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Prepare the record and offer it to the queue; never blocks, never raises."""
+        """Capture the context and offer the record to the queue; never blocks or raises.
+
+        The record itself is not copied: what the handler captures (task, coroutine,
+        callback, :mod:`contextvars` snapshot) travels next to it in the queue, and the
+        consumer side of :class:`aiolog.RecordQueue` makes the listener's private copy
+        (see :func:`aiolog._record.unpack`), off this thread. Other handlers of the
+        logger see the record untouched. A record whose message could still change (a
+        mutable argument, a non-str ``msg``) takes :meth:`prepare`'s copy-and-freeze
+        path instead, and so does any queue that is not a ``RecordQueue``.
+        """
         try:
             if _get_ident() in INTERNAL_THREADS:
                 self._internal.inc()
                 return
+            offer = self._offer
+            if offer is not None and record.msg.__class__ is str:
+                args = record.args
+                if args:
+                    if args.__class__ is not tuple:
+                        offer = None  # a single mapping argument: mutable
+                    else:
+                        for arg in args:
+                            if arg.__class__ not in IMMUTABLE_TYPES:
+                                offer = None
+                                break
+                if offer is not None:
+                    loop = _get_running_loop()
+                    if loop is not None:
+                        task = _current_task(loop)
+                        if task is not None:
+                            offer((record, task.get_name(), task, None, _copy_context()))
+                        else:
+                            offer((record, None, None, callback_name(), _copy_context()))
+                        return
+                    ref = _origin_task()  # an asyncio.to_thread worker names its task
+                    task = ref() if ref is not None else None
+                    if task is not None:
+                        offer((record, task.get_name(), task, None, _copy_context()))
+                    else:
+                        offer((record, None, None, None, _copy_context()))
+                    return
             self.enqueue(self.prepare(record))
         except Exception:
             self.handleError(record)
@@ -435,7 +491,7 @@ class QueueHandler(logging.handlers.QueueHandler):
         if task is not None:
             if _NEEDS_TASKNAME or d.get("taskName") is None:
                 d["taskName"] = task.get_name()
-            d["aiolog_coro"] = _coro_name(task)
+            d["aiolog_coro"] = task_coro_name(task)
         elif _NEEDS_TASKNAME:
             d["taskName"] = None
         d["aiolog_context"] = _copy_context()

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
+from aiolog._record import unpack
+
 __all__ = ["OVERFLOW_POLICIES", "Overflow", "RecordQueue"]
 
 Overflow = Literal["drop_newest", "drop_oldest", "block"]
@@ -140,10 +142,21 @@ class RecordQueue:
         return True
 
     def _offer_drop_newest(self, record: Any) -> bool:
-        if self._q.qsize() >= self.maxsize:
+        # _accepted() inlined: this is the default policy, on every emit.
+        q = self._q
+        if q.qsize() >= self.maxsize:
             self._dropped.inc()
             return False
-        return self._accepted(record)
+        q.put(record)
+        self._enqueued.inc()
+        if self.forward_to is not None:  # retired by a reconfigure: pass it on
+            self._forward()
+        elif self.idle:
+            self.idle = False
+            wake = self.wake
+            if wake is not None:
+                wake()
+        return True
 
     def _offer_drop_oldest(self, record: Any) -> bool:
         q = self._q
@@ -212,14 +225,18 @@ class RecordQueue:
     # -- consumer side --------------------------------------------------------------------
 
     def drain(self, limit: int) -> list[Any]:
-        """Take up to ``limit`` items without blocking."""
+        """Take up to ``limit`` items without blocking (records unpacked, see :meth:`offer`)."""
         q = self._q
         depth = q.qsize()
         if depth > self._high_water:
             self._high_water = depth
-        n = min(depth, limit)
-        get = q.get_nowait
-        items = [get() for _ in range(n)]
+        items: list[Any] = []
+        append, get = items.append, q.get_nowait
+        try:
+            for _ in range(min(depth, limit)):
+                append(unpack(get()))
+        except queue.Empty:  # forward() on another thread took the rest
+            pass
         if self._blocked:
             with self._space:
                 self._space.notify_all()
@@ -272,7 +289,7 @@ class RecordQueue:
 
     def get_nowait(self) -> Any:
         """Stdlib protocol: take one item or raise ``queue.Empty``."""
-        item = self._q.get_nowait()
+        item = unpack(self._q.get_nowait())
         if self._blocked:
             with self._space:
                 self._space.notify_all()
@@ -280,7 +297,7 @@ class RecordQueue:
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Stdlib protocol: take one item, waiting if asked (for stdlib listeners)."""
-        item = self._q.get(block, timeout)
+        item = unpack(self._q.get(block, timeout))
         if self._blocked:
             with self._space:
                 self._space.notify_all()

@@ -1,7 +1,7 @@
 """What aiolog adds to a :class:`logging.LogRecord`, and how to read it safely.
 
-The emit path (:mod:`aiolog._handler`) works on a *copy* of each record and sets these
-attributes on it; the listener and the formatters read them. They are the whole contract
+The listener works on its own *copy* of each record, which carries these attributes
+besides the stdlib's; the formatters and sinks read them. They are the whole contract
 between the caller side and the listener side:
 
 ``taskName``
@@ -14,6 +14,13 @@ between the caller side and the listener side:
     outside any task, or ``None``.
 ``aiolog_context``
     A :class:`contextvars.Context` snapshot taken at emit time, or ``None``.
+
+On the way through a :class:`aiolog.RecordQueue` the emit path does not copy the record:
+it queues a tuple ``(record, task name, task, callback name, context)``, and the queue's
+consumer side turns it into the copy (:func:`unpack`), on the listener's thread, with all
+four attributes set. Everything that takes records out of a ``RecordQueue`` gets records.
+The handler's other path (:meth:`aiolog.QueueHandler.prepare`, for records whose message
+must be frozen at once and for queues of other types) copies on the caller's thread.
 
 ``msg``/``args`` stay deferred only when every argument is an immutable scalar (see
 :data:`IMMUTABLE_TYPES`); otherwise the handler freezes the message at emit time and sets
@@ -28,6 +35,7 @@ import decimal
 import fractions
 import logging
 import pathlib
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +46,8 @@ __all__ = [
     "extra_items",
     "get_message",
     "safe_repr",
+    "task_coro_name",
+    "unpack",
 ]
 
 #: Exact types whose ``str()``/``repr()``/``%d`` cannot change after the record is made and
@@ -116,3 +126,44 @@ def extra_items(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:
         # extra={1: ...} is legal: a key that is not a str is passed on as it is.
         if not isinstance(key, str) or (key not in RESERVED_ATTRS and not key.startswith("_")):
             yield key, value
+
+
+_NEEDS_TASKNAME = sys.version_info < (3, 12)
+_new_record = logging.LogRecord.__new__
+_LogRecord = logging.LogRecord
+
+
+def task_coro_name(task: Any) -> str | None:
+    """The qualified name of an asyncio task's coroutine, or None."""
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) or getattr(coro, "__name__", None)
+
+
+def unpack(item: Any) -> Any:
+    """The record a queued item stands for; items that are not packed pass through.
+
+    A packed item is the tuple :meth:`aiolog.QueueHandler.emit` queues:
+    ``(record, task name, task, callback name, contextvars snapshot)``. The result is a
+    new :class:`logging.LogRecord` with the record's attributes and the captured ones
+    (``taskName``, ``aiolog_coro``, ``aiolog_callback``, ``aiolog_context``): the
+    listener's private copy, which it may annotate freely. Copying a dict whose keys are
+    all strings runs no Python code, so the copy is a consistent snapshot even while a
+    handler on the caller's side is still formatting the original.
+    """
+    if item.__class__ is not tuple:
+        return item
+    record, task_name, task, callback, context = item
+    d = record.__dict__.copy()
+    if task is not None:
+        if _NEEDS_TASKNAME or d.get("taskName") is None:
+            d["taskName"] = task_name
+        d["aiolog_coro"] = task_coro_name(task)
+    else:
+        if _NEEDS_TASKNAME:
+            d["taskName"] = None
+        d["aiolog_coro"] = None
+    d["aiolog_callback"] = callback
+    d["aiolog_context"] = context
+    copy: logging.LogRecord = _new_record(_LogRecord)
+    copy.__dict__ = d
+    return copy

@@ -58,7 +58,6 @@ from aiolog._handler import (
     EventDict,
     PreparedRecord,
     QueueHandler,
-    _coro_name,
     _current_task,
     _exc_tuple,
     _get_running_loop,
@@ -67,6 +66,7 @@ from aiolog._handler import (
     freeze_event,
     freeze_in_place,
 )
+from aiolog._record import task_coro_name
 
 __all__ = [
     "AiologLogger",
@@ -121,7 +121,7 @@ def add_task_context(
         if task is None:
             return event_dict
     event_dict.setdefault("task", task.get_name())
-    event_dict.setdefault("coro", _coro_name(task))
+    event_dict.setdefault("coro", task_coro_name(task))
     return event_dict
 
 

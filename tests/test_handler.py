@@ -70,6 +70,54 @@ def test_other_handlers_see_the_record_unmodified(logger: logging.Logger) -> Non
     assert copy is not original
 
 
+def test_deferred_records_are_not_copied_on_the_callers_thread(logger: logging.Logger) -> None:
+    """With immutable args the handler queues the record and its capture, not a copy: the
+    listener's copy is made when the queue is drained. Other handlers see the original
+    untouched, and what they do to it afterwards does not reach the drained copy."""
+    qh = QueueHandler()
+    other = ListHandler()
+    logger.addHandler(qh)
+    logger.addHandler(other)
+
+    async def main() -> None:
+        logger.info("n=%d", 1)
+
+    run(main)
+    (original,) = other.records
+    assert not {"aiolog_context", "aiolog_coro", "aiolog_callback"} & set(original.__dict__)
+    if sys.version_info < (3, 12):
+        assert "taskName" not in original.__dict__
+    assert isinstance(qh.queue, RecordQueue)
+    packed = qh.queue._q.get_nowait()
+    assert original is packed[0]  # no copy was made on the caller's thread
+    qh.queue._q.put(packed)
+    (copy,) = queued(qh)
+    assert copy is not original
+    assert copy.aiolog_coro.endswith("<locals>.main")
+    original.msg = "changed later by another handler"
+    original.message = "formatted by another handler"
+    assert "n=%d" == copy.msg
+    assert "message" not in copy.__dict__
+
+
+def test_a_subclass_that_overrides_prepare_gets_the_stdlib_order(
+    logger: logging.Logger,
+) -> None:
+    """A subclass's own prepare() (or emit/enqueue) is called as in the stdlib class."""
+
+    class Tagging(QueueHandler):
+        def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+            prepared = super().prepare(record)
+            prepared.tag = "mine"
+            return prepared
+
+    qh = Tagging()
+    logger.addHandler(qh)
+    logger.info("n=%d", 1)
+    (record,) = queued(qh)
+    assert "mine" == record.tag
+
+
 def test_immutable_args_are_deferred(logger: logging.Logger) -> None:
     """msg % args waits for the listener when every argument is an immutable scalar."""
     qh = QueueHandler()
@@ -166,7 +214,8 @@ def test_no_task_outside_a_loop(logger: logging.Logger) -> None:
     logger.info("plain")
     (record,) = queued(qh)
     assert record.taskName is None
-    assert "aiolog_coro" not in record.__dict__
+    assert record.aiolog_coro is None
+    assert record.aiolog_callback is None
 
 
 def test_emit_never_raises(logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,3 +142,26 @@ def test_bad_settings_name_the_culprit(kwargs: dict[str, object], culprit: str) 
     """Bad settings raise ValueError naming the setting."""
     with pytest.raises(ValueError, match=culprit):
         RecordQueue(**kwargs)  # type: ignore[arg-type]
+
+
+def test_drain_keeps_what_it_took_when_forward_empties_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A drain that finds the queue emptied under it (a reconfigure's forward() on another
+    thread) returns what it took instead of raising and losing it."""
+    import aiolog._queue as queue_module
+
+    q, successor = RecordQueue(), RecordQueue()
+    for i in range(5):
+        q.offer(i)
+    real_unpack = queue_module.unpack
+
+    def unpack_then_forward(item: object) -> object:
+        if not successor.qsize():
+            q.forward(successor)  # what close() does, here mid-drain
+        return real_unpack(item)
+
+    monkeypatch.setattr(queue_module, "unpack", unpack_then_forward)
+    assert [0] == q.drain(10)
+    monkeypatch.undo()
+    assert [1, 2, 3, 4] == successor.drain(10)
