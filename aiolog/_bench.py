@@ -13,7 +13,9 @@ summarised by medians:
 ``lag``
     A producer task logs at a fixed rate (default 20 000 records/s, in a small burst every
     millisecond) while a ticker task sleeps 1 ms over and over and records how late it
-    wakes up: the loop lag that logging causes.
+    wakes up: the loop lag that logging causes. Percentiles count each tick once, so one
+    long stall is one sample; the time-weighted figures weigh each tick by the wall time
+    it covered, so a 100 ms stall counts a hundred times as much as a 1 ms tick.
 
 After the last record, the time until everything is written (``drain``) is measured and the
 records in the output are counted (``delivered``), so speed is never bought with losses.
@@ -35,6 +37,7 @@ import logging.handlers
 import os
 import platform
 import queue
+import socket
 import statistics
 import subprocess
 import sys
@@ -86,13 +89,17 @@ ASYNC_SETUPS = frozenset({"structlog-ainfo", "aiologger"})
 
 TESTS = ("emit", "lag")
 
-#: Scenario tests: ``dead`` logs :data:`DEAD_RECORDS` records into a sink that never
-#: returns; ``throughput`` logs records as fast as it can and times the drain.
+#: Scenario tests: ``dead`` logs :data:`DEAD_RECORDS` records into each sink of
+#: :data:`STALL_SINKS`; ``throughput`` logs records as fast as it can and times the drain.
 SCENARIO_TESTS = ("dead", "throughput")
 
 #: Sinks behind the queue, for the scenarios: ``fast`` the JSON lines file, ``slow`` the
-#: same file with 1 ms per write, ``dead`` a write that never returns.
-SINKS = ("fast", "slow", "dead")
+#: same file with 1 ms per write, ``dead`` a write that never returns, ``stalled-peer`` JSON
+#: lines over TCP to a peer that accepts the connection and never reads from it.
+SINKS = ("fast", "slow", "dead", "stalled-peer")
+
+#: The sinks that stop taking records: the ``dead`` test runs with each of them.
+STALL_SINKS = ("dead", "stalled-peer")
 
 #: The setups the scenarios compare.
 SCENARIO_SETUPS = ("stdlib-queue", "aiolog")
@@ -106,6 +113,14 @@ STOP_TIMEOUT_S = 2.0
 #: hold 10 000 records each by default, far below this peak resident size.
 RSS_BOUND_MB = 200
 STOP_CAP_S = 4.0
+#: The stalled peer's ``SO_RCVBUF``: small, so that its side of the connection holds a few
+#: KB and the writer blocks once its own send buffer (a few MB on Linux) is full.
+PEER_RCVBUF = 4096
+#: Before a test with the stalled peer, records are logged at this rate (one a healthy sink
+#: keeps up with) until the sink is stuck; the child fails if that takes longer than
+#: :data:`FILL_TIMEOUT_S`.
+FILL_RATE = 20_000
+FILL_TIMEOUT_S = 30.0
 
 LOGGER_NAME = "bench"
 
@@ -128,9 +143,11 @@ class SuiteConfig:
     setups: list[str] = field(default_factory=lambda: list(SETUPS))
     timeout: float = 180.0
     #: Scenarios (:func:`run_scenarios`): repetitions of the emit and lag tests per sink,
-    #: the sinks they run with, records for the dead sink and for the throughput test.
+    #: the sinks they run with, the sinks of the dead test and its records, records for
+    #: the throughput test.
     scenario_reps: int = 2
     scenario_sinks: list[str] = field(default_factory=lambda: list(SINKS))
+    dead_sinks: list[str] = field(default_factory=lambda: list(STALL_SINKS))
     dead_n: int = DEAD_RECORDS
     dead_reps: int = 1
     throughput_n: int = 100_000
@@ -172,6 +189,32 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return float("nan")
     index = min(len(sorted_values) - 1, max(0, int(q * len(sorted_values))))
     return float(sorted_values[index])
+
+
+def weighted_percentile(pairs: Sequence[tuple[float, float]], q: float) -> float:
+    """Percentile ``q`` (0..1) of ``(value, weight)`` pairs sorted by value; NaN if empty.
+
+    The first value at which the running total of the weights exceeds ``q`` of their sum:
+    with lag samples weighted by the time they covered, the lag below which that share of
+    the time was spent. With equal weights it is :func:`percentile`.
+    """
+    if not pairs:
+        return float("nan")
+    threshold = q * sum(weight for _, weight in pairs)
+    total = 0.0
+    for value, weight in pairs:
+        total += weight
+        if total > threshold:
+            return float(value)
+    return float(pairs[-1][0])
+
+
+def weighted_mean(pairs: Sequence[tuple[float, float]]) -> float:
+    """Mean of the values of ``(value, weight)`` pairs, weighted; NaN if the weights sum to 0."""
+    total = sum(weight for _, weight in pairs)
+    if not total:
+        return float("nan")
+    return sum(value * weight for value, weight in pairs) / total
 
 
 # ---------------------------------------------------------------------------- setups
@@ -222,6 +265,89 @@ class _DeadHandler(logging.Handler):
         self._never.wait()
 
 
+class _StalledPeer:
+    """A TCP server on 127.0.0.1 that accepts connections and never reads from them.
+
+    A log collector that hangs with its connections open. Its receive buffer is
+    :data:`PEER_RCVBUF` bytes, set before ``listen()`` so that accepted sockets inherit
+    it: once the writer's send buffer is full too, its writes block (or, for aiolog's TCP
+    sink, wait until its write timeout).
+    """
+
+    def __init__(self) -> None:
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PEER_RCVBUF)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen()
+        host, port = self._server.getsockname()[:2]
+        self.address: tuple[str, int] = (host, port)
+        self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, name="stalled-peer", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:  # close() shut the listening socket
+                return
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    return
+                self._held.append(conn)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection: a writer blocked on one gets an error."""
+        with self._lock:
+            self._closed = True
+            held, self._held = self._held, []
+        # shutdown() wakes the accept() of the thread on Linux; some systems refuse it on a
+        # listening socket, where the daemon thread is simply left waiting.
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
+        self._server.close()
+        for conn in held:
+            conn.close()
+
+
+class _PeerSocketHandler(logging.Handler):
+    """JSON lines over a blocking TCP socket, as a stdlib application writes to a collector.
+
+    The stdlib has no such handler (``SocketHandler`` sends pickles, for logging's own
+    receiver); this is the small one an application writes. Once the peer stops reading
+    and the kernel buffers are full, ``emit`` blocks, and so does the listener thread that
+    calls it. ``stalled`` is set when a write first finds the buffers full, so that a run
+    can wait for the stall before it measures. When the peer closes the connection the
+    handler stops writing (it never reconnects: the run is over by then).
+    """
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__()
+        self._sock: socket.socket | None = socket.create_connection(address)
+        self.stalled = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = f"{self.format(record)}\n".encode()
+            try:
+                sent = sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                self.stalled.set()
+                sock.sendall(data[sent:])
+        except OSError:  # the peer closed the connection
+            sock.close()
+            self._sock = None
+        except Exception:
+            self.handleError(record)
+
+
 def _count_lines(path: str) -> int:
     try:
         with open(path, "rb") as f:
@@ -251,12 +377,15 @@ class _Setup:
         self._close: Callable[[], None] | None = None
         self._aclose: Callable[[], Coroutine[Any, Any, Any]] | None = None
         self._complete: Callable[[], None] | None = None
+        self._peer: _StalledPeer | None = None
         #: The logging call and its format string: ``call(fmt, "x", i)``; a coroutine
         #: function for the setups in :data:`ASYNC_SETUPS`.
         self.call: Callable[..., Any] = self.logger.info
         self.fmt = "msg %s %d"
 
     def install(self) -> None:
+        if self.sink == "stalled-peer":
+            self._peer = _StalledPeer()
         self.root.setLevel(logging.INFO)
         self.logger.setLevel(logging.NOTSET)
         if self.name == "disabled":
@@ -277,7 +406,10 @@ class _Setup:
             import aiolog
 
             sink: str | logging.Handler = f"file:{self.path}"
-            if self.sink != "fast":
+            if self._peer is not None:  # aiolog's own NDJSON TCP sink, default options
+                host, port = self._peer.address
+                sink = f"tcp://{host}:{port}"
+            elif self.sink != "fast":
                 sink = self._sink_handler()
                 sink.setFormatter(_JSONFormatter())
             if self.queue_size is None:
@@ -342,7 +474,22 @@ class _Setup:
             return _SlowHandler(self.path, encoding="utf-8")
         if self.sink == "dead":
             return _DeadHandler()
+        if self._peer is not None:
+            return _PeerSocketHandler(self._peer.address)
         return logging.FileHandler(self.path, encoding="utf-8")
+
+    def stalled(self) -> bool:
+        """Whether the sink behind the queue has stopped taking records (the stalled peer).
+
+        The stdlib handler says so itself; aiolog's sink buffer overflows (its sink stats
+        count drops) once the sink has taken nothing for a while.
+        """
+        if self._listener is not None:
+            handler = self._listener.handlers[0]
+            assert isinstance(handler, _PeerSocketHandler)
+            return handler.stalled.is_set()
+        stats = self._pipeline.stats()
+        return any(sink["dropped"] for sink in stats["sinks"].values())
 
     def stop(self) -> float:
         """Stop the listener as an application does at exit; return how long it took (s).
@@ -390,6 +537,17 @@ class _Setup:
 
     def finish(self) -> tuple[int | None, int | None]:
         """Tear down; return ``(delivered, lost)`` (``None`` where it does not apply)."""
+        try:
+            return self._tear_down()
+        finally:
+            if self._peer is not None:
+                self._peer.close()
+
+    def _delivered(self) -> int | None:
+        """The lines in the output file; ``None`` for the stalled peer, which reads nothing."""
+        return None if self._peer is not None else _count_lines(self.path)
+
+    def _tear_down(self) -> tuple[int | None, int | None]:
         if self.name == "floor":
             assert isinstance(self._handler, _ListHandler)
             return len(self._handler.records), 0
@@ -398,7 +556,7 @@ class _Setup:
             if self.sink != "fast":  # the listener may still be writing: count, leave it
                 assert self._queue is not None
                 self.extra["left_in_queue"] = self._queue.qsize()
-                return _count_lines(self.path), None
+                return self._delivered(), None
             for handler in self._listener.handlers:
                 handler.close()
             return _count_lines(self.path), None
@@ -416,7 +574,7 @@ class _Setup:
                 self.root.removeHandler(self._handler)
             lost = stats["queue"]["dropped"] or 0
             lost += sum(s["dropped"] for s in stats["sinks"].values())
-            return _count_lines(self.path), lost
+            return self._delivered(), lost
         if self._close is not None:
             self._close()
         if isinstance(self._handler, logging.FileHandler):
@@ -497,7 +655,7 @@ async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
     perf = time.perf_counter
     rate, seconds = args.rate, args.seconds
     settle = min(0.1, seconds / 10)  # lag samples of the first moments are discarded
-    lags: list[tuple[float, float]] = []  # (when, lag) in seconds
+    ticks: list[tuple[float, float]] = []  # (when, how long the 1 ms sleep took) in seconds
     running = True
 
     async def ticker() -> None:
@@ -505,7 +663,7 @@ async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
             t0 = perf()
             await asyncio.sleep(0.001)
             t1 = perf()
-            lags.append((t1, t1 - t0 - 0.001))
+            ticks.append((t1, t1 - t0))
 
     async def producer() -> int:
         emitted = 0
@@ -530,8 +688,13 @@ async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
     running = False
     await tick
     drain = await setup.adrain()
-    kept = sorted(lag for t, lag in lags if t - start >= settle)
-    ms = [max(0.0, lag) * 1e3 for lag in kept]
+    # (lag, interval) in ms, by lag: how late each tick woke, and the wall time it covered.
+    timed = sorted(
+        (max(0.0, interval - 0.001) * 1e3, interval * 1e3)
+        for t, interval in ticks
+        if t - start >= settle
+    )
+    ms = [lag for lag, _ in timed]
     return {
         "emitted": emitted,
         "rate_achieved": emitted / seconds,
@@ -539,6 +702,8 @@ async def _lag_test(setup: _Setup, args: argparse.Namespace) -> dict[str, Any]:
         "lag_p50_ms": percentile(ms, 0.5),
         "lag_p99_ms": percentile(ms, 0.99),
         "lag_max_ms": ms[-1] if ms else float("nan"),
+        "lag_tw_mean_ms": weighted_mean(timed),
+        "lag_tw_p99_ms": weighted_percentile(timed, 0.99),
         "loop_cpu_us_per_record": loop_cpu * 1e6 / emitted if emitted else float("nan"),
         "drain_ms": drain * 1e3,
     }
@@ -593,6 +758,41 @@ async def _throughput_test(setup: _Setup, args: argparse.Namespace) -> dict[str,
         "other_cpu_us_per_record": (cpu - loop_cpu) * 1e6 / args.n,
         "drain_ms": drain * 1e3,
     }
+
+
+async def _fill(setup: _Setup) -> int:
+    """Log until the sink is stuck on the stalled peer; return how many records it took.
+
+    The kernel takes a few MB into a connection's buffers before a peer that does not read
+    blocks the writer: without the fill, a test of ten thousand records would measure a
+    healthy connection. The records go at :data:`FILL_RATE`, which a healthy sink keeps up
+    with, so aiolog's sink buffer overflows only once the sink is stuck.
+    """
+    burst = 100
+    deadline = time.perf_counter() + FILL_TIMEOUT_S
+    i = 0
+    while not setup.stalled():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(
+                f"{setup.name}: the peer's buffers were not full after {i:,} records "
+                f"({FILL_TIMEOUT_S:g} s)"
+            )
+        for _ in range(burst):
+            setup.call(setup.fmt, "fill", i)
+            i += 1
+        await asyncio.sleep(burst / FILL_RATE)
+    return i
+
+
+async def _measure(
+    setup: _Setup,
+    test: Callable[[_Setup, argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Run ``test``; with the stalled peer, once the peer's buffers are full."""
+    if setup.sink == "stalled-peer":
+        setup.extra["fill_records"] = await _fill(setup)
+    return await test(setup, args)
 
 
 def _peak_rss_mb() -> float | None:
@@ -665,13 +865,13 @@ def run_worker(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
             profiler = cProfile.Profile()
             profiler.enable()
-            result = _run(test(setup, args), args.loop)
+            result = _run(_measure(setup, test, args), args.loop)
             profiler.disable()
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
             profile_text = out.getvalue()
         else:
-            result = _run(test(setup, args), args.loop)
+            result = _run(_measure(setup, test, args), args.loop)
         delivered, lost = setup.finish()
     result.update(setup=args.setup, test=args.test, delivered=delivered, lost=lost)
     result.update(sink=args.sink, loop=args.loop, peak_rss_mb=_peak_rss_mb())
@@ -787,12 +987,14 @@ def run_suite(config: SuiteConfig, progress: Callable[[str], None] | None = None
 def run_scenarios(
     config: SuiteConfig, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
-    """aiolog against the stdlib queue pair when the sink is slow or dead, and drain speed.
+    """aiolog against the stdlib queue pair when the sink is slow, dead or its peer stalled,
+    and drain speed.
 
     ``sinks``: the emit and lag tests with each of ``config.scenario_sinks`` behind the
-    queue (interleaved, ``scenario_reps`` times); ``dead``: ``dead_n`` records into a dead
-    sink; ``throughput``: ``throughput_n`` records as fast as possible, timed to the end of
-    the drain. Only the :data:`SCENARIO_SETUPS` in ``config.setups`` run.
+    queue (interleaved, ``scenario_reps`` times); ``dead``: ``dead_n`` records into each
+    of ``config.dead_sinks``; ``throughput``: ``throughput_n`` records as fast as possible,
+    timed to the end of the drain. Only the :data:`SCENARIO_SETUPS` in ``config.setups``
+    run.
     """
     setups = [name for name in SCENARIO_SETUPS if name in config.setups]
     if config.loop == "uvloop" and not _has_uvloop():
@@ -813,8 +1015,9 @@ def run_scenarios(
                 for setup in _order(setups, rep + k):
                     run(setup, test, [f"--sink={sink}"], rep)
     for rep in range(config.dead_reps):
-        for setup in _order(setups, rep):
-            run(setup, "dead", ["--sink=dead", f"--n={config.dead_n}"], rep)
+        for k, sink in enumerate(config.dead_sinks):
+            for setup in _order(setups, rep + k):
+                run(setup, "dead", [f"--sink={sink}", f"--n={config.dead_n}"], rep)
     for rep in range(config.throughput_reps):
         for setup in _order(setups, rep):
             size = f"--queue-size={config.throughput_n + 1000}"
@@ -834,6 +1037,8 @@ _SCENARIO_KEYS = (
     "lag_p50_ms",
     "lag_p99_ms",
     "lag_max_ms",
+    "lag_tw_mean_ms",
+    "lag_tw_p99_ms",
     "rate_achieved",
     "stop_s",
     "peak_rss_mb",
@@ -882,6 +1087,8 @@ _TIMINGS = {
         "lag_p50_ms",
         "lag_p99_ms",
         "lag_max_ms",
+        "lag_tw_mean_ms",
+        "lag_tw_p99_ms",
         "rate_achieved",
         "loop_cpu_us_per_record",
         "drain_ms",
@@ -1031,7 +1238,9 @@ def emit_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def lag_rows(summary: dict[str, Any]) -> list[list[str]]:
-    """Rows of the lag table: setup, lag p50/p99/max (ms), rate, delivered, lost, drain."""
+    """Rows of the lag table: setup, lag p50/p99/max and time-weighted mean/p99 (ms),
+    rate, loop CPU per record, delivered, lost, drain.
+    """
     rows = []
     for setup, tests in summary.items():
         e = tests.get("lag")
@@ -1044,6 +1253,8 @@ def lag_rows(summary: dict[str, Any]) -> list[list[str]]:
                 _fmt(e["lag_p50_ms"], 3),
                 _fmt(e["lag_p99_ms"], 3),
                 _fmt(e["lag_max_ms"], 2),
+                _fmt(e.get("lag_tw_mean_ms"), 3),
+                _fmt(e.get("lag_tw_p99_ms"), 3),
                 _fmt(e["rate_achieved"]),
                 _fmt(e.get("loop_cpu_us_per_record"), 1),
                 delivered,
@@ -1071,6 +1282,8 @@ LAG_HEADER = (
     "lag p50 ms",
     "p99 ms",
     "max ms",
+    "tw mean ms",
+    "tw p99 ms",
     "records/s",
     "loop CPU µs/rec",
     "delivered",
@@ -1091,7 +1304,7 @@ def format_tables(results: dict[str, Any], markdown: bool = False) -> str:
     )
     lag_title = (
         f"Loop lag while logging {config['rate']:,} records/s for {config['seconds']:g} s, "
-        f"median of {reps} run(s)"
+        f"median of {reps} run(s); tw: time-weighted"
     )
     if markdown:
         emit_title, lag_title = f"### {emit_title}", f"### {lag_title}"
@@ -1120,7 +1333,9 @@ def _stop_cell(entry: dict[str, Any]) -> str:
 
 
 def format_scenarios(scenarios: dict[str, Any], markdown: bool = False) -> str:
-    """The scenario tables: slow and dead sinks, the dead sink at volume, drain throughput."""
+    """The scenario tables: slow, dead and stalled sinks, the stalled ones at volume, drain
+    throughput.
+    """
     summary = scenarios["summary"]
     setups = scenarios["setups"]
     parts: list[str] = []
@@ -1141,6 +1356,7 @@ def format_scenarios(scenarios: dict[str, Any], markdown: bool = False) -> str:
                     _fmt(e.get("emit_median_ns")),
                     _fmt(e.get("emit_cpu_ns")),
                     _fmt(lag.get("lag_p99_ms"), 3),
+                    _fmt(lag.get("lag_tw_p99_ms"), 3),
                     _fmt(lag.get("rate_achieved")),
                     _stop_cell(e),
                     _stop_cell(lag),
@@ -1151,15 +1367,17 @@ def format_scenarios(scenarios: dict[str, Any], markdown: bool = False) -> str:
             )
     if rows:
         title(
-            f"Slow and dead sinks: emit cost and loop lag with each sink behind the queue "
-            f"(fast: JSON file; slow: {SLOW_WRITE_S * 1e3:g} ms per write; dead: never "
-            "returns), median of the runs"
+            f"Slow, dead and stalled sinks: emit cost and loop lag with each sink behind the "
+            f"queue (fast: JSON file; slow: {SLOW_WRITE_S * 1e3:g} ms per write; dead: never "
+            "returns; stalled-peer: JSON lines over TCP to a peer that stops reading), "
+            "median of the runs"
         )
         header: tuple[str, ...] = (
             "setup / sink",
             "emit ns",
             "loop CPU ns",
             "lag p99 ms",
+            "lag tw p99 ms",
             "records/s",
             "stop s (emit run)",
             "stop s (lag run)",
@@ -1170,14 +1388,18 @@ def format_scenarios(scenarios: dict[str, Any], markdown: bool = False) -> str:
         parts += [_table(header, rows, markdown), ""]
 
     rows = []
-    for setup in setups:
-        e = _scenario(summary, setup, "dead", "dead")
+    dead = [
+        (sink, setup, _scenario(summary, setup, "dead", sink))
+        for sink in STALL_SINKS
+        for setup in setups
+    ]
+    for sink, setup, e in dead:
         if not e:
             continue
         delivered, lost = _counts(e)
         rows.append(
             [
-                setup,
+                f"{setup} / {sink}",
                 _fmt(e.get("emit_median_ns")),
                 _fmt(e.get("emit_cpu_ns")),
                 _fmt(e.get("peak_rss_mb_max"), 1),
@@ -1187,11 +1409,13 @@ def format_scenarios(scenarios: dict[str, Any], markdown: bool = False) -> str:
             ]
         )
     if rows:
-        n = max(_scenario(summary, s_, "dead", "dead").get("emitted", 0) for s_ in setups)
-        runs = max(_scenario(summary, s_, "dead", "dead").get("runs", 0) for s_ in setups)
-        title(f"Dead sink: {n // max(runs, 1):,} records into a sink that never returns")
+        n = max(e.get("emitted", 0) // max(e.get("runs", 1), 1) for _, _, e in dead)
+        title(
+            f"Stalled sinks at volume: {n:,} records into a sink that never returns (dead) "
+            "or a TCP peer that stops reading (stalled-peer)"
+        )
         header = (
-            "setup",
+            "setup / sink",
             "emit ns",
             "loop CPU ns",
             "peak RSS MiB",
@@ -1300,7 +1524,8 @@ def targets(
                 ratio >= 2.0,
             )
         fast = _scenario(scen, "aiolog", "emit", "fast")
-        for sink in ("slow", "dead"):
+        impaired = [sink for sink in SINKS if sink != "fast"]
+        for sink in impaired:
             e = _scenario(scen, "aiolog", "emit", sink)
             ratio = _ratio(e.get("emit_median_ns"), fast.get("emit_median_ns"))
             if ratio is not None:
@@ -1321,9 +1546,11 @@ def targets(
                     f"{lag['lag_p99_ms']:.3f} vs {lag_fast['lag_p99_ms']:.3f} ms ({ratio:.2f}x)",
                     ratio <= 1.1,
                 )
-        dead = _scenario(scen, "aiolog", "dead", "dead")
-        std = _scenario(scen, "stdlib-queue", "dead", "dead")
-        if dead:
+        for sink in STALL_SINKS:
+            dead = _scenario(scen, "aiolog", "dead", sink)
+            std = _scenario(scen, "stdlib-queue", "dead", sink)
+            if not dead:
+                continue
             per_run = dead["emitted"] // max(dead["runs"], 1)
             other = (
                 f"; stdlib-queue {std['peak_rss_mb_max']:,.0f} MiB"
@@ -1331,7 +1558,7 @@ def targets(
                 else ""
             )
             add(
-                f"memory bounded ({per_run:,} records, dead sink; < {RSS_BOUND_MB} MiB)",
+                f"memory bounded ({per_run:,} records, {sink} sink; < {RSS_BOUND_MB} MiB)",
                 loop,
                 f"aiolog peak RSS {dead['peak_rss_mb_max']:,.0f} MiB{other}",
                 dead["peak_rss_mb_max"] < RSS_BOUND_MB,
@@ -1339,7 +1566,7 @@ def targets(
         stops = [
             _scenario(scen, "aiolog", test, sink)
             for test in ("emit", "lag", "dead")
-            for sink in ("slow", "dead")
+            for sink in impaired
         ]
         worst = max(
             (e["stop_s_max"] for e in stops if e.get("stop_s_max") is not None), default=None
@@ -1348,7 +1575,7 @@ def targets(
             std_stop = [
                 _scenario(scen, "stdlib-queue", test, sink)
                 for test in ("emit", "lag", "dead")
-                for sink in ("slow", "dead")
+                for sink in impaired
             ]
             blocked = sum(1 for e in std_stop if e and not e.get("stop_returned"))
             add(

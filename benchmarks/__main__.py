@@ -2,11 +2,12 @@
 
 Every setup runs in a fresh child process (``python -m aiolog._bench SETUP TEST ...``),
 interleaved over repetitions; the summary holds medians of the timings. The full suite runs
-on asyncio's default loop and on uvloop, then the scenarios (slow and dead sinks, drain
-throughput: aiolog against the stdlib queue pair) on each. Results go to
-``benchmarks/results/latest.json`` (``--quick``: ``quick.json``, not recorded in git).
+on asyncio's default loop and on uvloop, then the scenarios (slow and dead sinks, a TCP
+peer that stops reading, drain throughput: aiolog against the stdlib queue pair) on each.
+Results go to ``benchmarks/results/latest.json`` (``--quick``: ``quick.json``, not recorded
+in git).
 
-    python -m benchmarks                 # full suite, both loops, ~9 min on 2 cores
+    python -m benchmarks                 # full suite, both loops, ~10 min on 2 cores
     python -m benchmarks --quick         # smoke run, asyncio only, < 30 s
     python -m benchmarks --loop uvloop   # uvloop only (asyncio, uvloop or both)
     python -m benchmarks --write-docs    # full suite, then docs/benchmarks.md (+ PNG plot)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         help="event loop(s) (default: both; --quick: asyncio)",
     )
     parser.add_argument(
-        "--no-scenarios", action="store_true", help="skip the slow/dead sink and drain runs"
+        "--no-scenarios", action="store_true", help="skip the slow/dead/stalled sink and drain runs"
     )
     parser.add_argument("--setups", help="comma-separated subset of: " + ", ".join(_bench.SETUPS))
     parser.add_argument("--output", type=Path, help="results JSON (default results/latest.json)")
