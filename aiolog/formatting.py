@@ -64,6 +64,8 @@ try:
 except ImportError:  # pragma: no cover - orjson is an optional speed-up
     _orjson = None  # type: ignore[assignment,unused-ignore]
 
+_LINE_OPTIONS = 0 if _orjson is None else _orjson.OPT_NON_STR_KEYS | _orjson.OPT_APPEND_NEWLINE
+
 __all__ = [
     "JSONFormatter",
     "LogfmtFormatter",
@@ -617,6 +619,16 @@ def _encode(obj: Any) -> str:
     return text
 
 
+def _encode_line(obj: Any) -> bytes:
+    """:func:`_encode` plus a newline, as UTF-8: with orjson, straight to bytes."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj, default=_default, option=_LINE_OPTIONS)
+        except Exception:  # the same fallbacks as _encode
+            return f"{_encode_strict(obj)}\n".encode()
+    return f"{_encode(obj)}\n".encode()
+
+
 def _encode_strict(obj: Any) -> str:
     """The slow path that cannot fail: str keys only, ASCII output, surrogates escaped."""
     try:
@@ -748,6 +760,18 @@ class JSONFormatter(_StructuredFormatter):
             return _encode(self.to_dict(record))
         except Exception as exc:
             return _encode_strict(_fallback(record, exc))
+
+    def format_line(self, record: logging.LogRecord) -> bytes:
+        """:meth:`format` plus ``"\\n"``, encoded as UTF-8; never raises.
+
+        What the file sink writes: with orjson the line is encoded straight to bytes,
+        without the round trip through ``str``. A subclass that overrides :meth:`format`
+        is written through its ``format`` instead (see :class:`aiolog.sinks.file.FileSink`).
+        """
+        try:
+            return _encode_line(self.to_dict(record))
+        except Exception as exc:
+            return f"{_encode_strict(_fallback(record, exc))}\n".encode()
 
 
 # ---------------------------------------------------------------------------- logfmt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import linecache
 import logging
 import queue
@@ -98,6 +99,24 @@ def test_deferred_records_are_not_copied_on_the_callers_thread(logger: logging.L
     original.message = "formatted by another handler"
     assert "n=%d" == copy.msg
     assert "message" not in copy.__dict__
+
+
+def test_the_listeners_copy_keeps_the_context_out_of_its_dict(logger: logging.Logger) -> None:
+    """aiolog_context reads as an attribute but lives in a slot: the copy's ``__dict__``
+    then holds plain data only and the garbage collector stops tracking it, which makes
+    collections cheaper while thousands of records wait in a sink buffer."""
+    qh = QueueHandler()
+    logger.addHandler(qh)
+    token = request_id.set("r-1")
+    try:
+        logger.info("n=%d", 1)
+    finally:
+        request_id.reset(token)
+    (copy,) = queued(qh)
+    assert "r-1" == copy.aiolog_context[request_id]
+    assert "aiolog_context" not in copy.__dict__
+    gc.collect()
+    assert not gc.is_tracked(copy.__dict__)
 
 
 def test_a_subclass_that_overrides_prepare_gets_the_stdlib_order(

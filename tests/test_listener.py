@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import logging
 import os
@@ -218,6 +219,23 @@ def test_plain_handlers_run_as_sinks(logger: logging.Logger) -> None:
         logger.warning("hello %s", "world")
         assert listener.flush(5)
         assert "WARNING:hello world\n" == stream.getvalue()
+
+
+def test_plain_handlers_see_the_captured_context(logger: logging.Logger) -> None:
+    """A plain handler behind the listener reads aiolog_context like any attribute."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
+    seen: list[Any] = []
+
+    class Reading(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.aiolog_context[var])
+
+    handler, listener = pair(Reading())
+    logger.addHandler(handler)
+    with listener:
+        contextvars.copy_context().run(lambda: (var.set("acme"), logger.info("x")))
+        assert listener.flush(5)
+    assert ["acme"] == seen
 
 
 def test_plain_handler_errors_are_counted_not_printed(

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from aiolog._executor import DaemonExecutor
+from aiolog._record import QueuedRecord
 
 __all__ = ["HandlerSink"]
 
@@ -61,6 +62,8 @@ class HandlerSink:
         for record in records:
             copy: logging.LogRecord = _new_record(logging.LogRecord)
             copy.__dict__ = record.__dict__.copy()
+            if record.__class__ is QueuedRecord:  # its context is kept in a slot
+                copy.aiolog_context = record.aiolog_context
             try:
                 handle(copy)
             except Exception as exc:  # a handler that raises past its own emit guard

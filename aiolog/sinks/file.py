@@ -19,6 +19,7 @@ Configured in code or by URL::
 from __future__ import annotations
 
 import asyncio
+import codecs
 import concurrent.futures
 import contextlib
 import datetime
@@ -294,6 +295,7 @@ class FileSink(Sink):
             raise _bad("encoding", encoding, "encodings that write a byte-order mark are refused")
         #: Text encoding of the file.
         self.encoding: str = encoding
+        self._utf8 = codecs.lookup(encoding).name == "utf-8"
         from aiolog.formatting import formatter_for
 
         try:
@@ -449,26 +451,51 @@ class FileSink(Sink):
 
     # -- the loop side ---------------------------------------------------------------------
 
-    def _encode(self, records: Sequence[logging.LogRecord]) -> tuple[list[bytes], int]:
-        """Format and encode *records* into blocks of whole lines of at most CHUNK_SIZE."""
-        chunks: list[bytes] = []
-        lines: list[bytes] = []
-        pending = total = 0
+    def _line_encoder(self) -> Callable[[logging.LogRecord], bytes] | None:
+        """The JSON formatter's bytes-out path, when it gives what :meth:`format` would.
+
+        That is: the file is UTF-8 and the formatter is a :class:`JSONFormatter` whose
+        ``format`` is not overridden. With orjson this skips a ``str`` round trip per line.
+        """
+        from aiolog.formatting import JSONFormatter
+
+        formatter = self.formatter
+        if (
+            self._utf8
+            and isinstance(formatter, JSONFormatter)
+            and type(formatter).format is JSONFormatter.format
+        ):
+            return formatter.format_line
+        return None
+
+    def _encode(self, records: Sequence[logging.LogRecord]) -> tuple[list[bytearray], int]:
+        """Format and encode *records* into blocks of whole lines of at most CHUNK_SIZE.
+
+        Lines are appended to a ``bytearray`` as they come rather than kept until a join:
+        orjson's output is then freed at once, which is much cheaper for the allocator
+        than keeping thousands of its over-allocated buffers alive (2.6 against 0.3 µs
+        per line on the benchmark machine).
+        """
+        chunks: list[bytearray] = []
+        block = bytearray()
+        total = 0
+        line_of = self._line_encoder()
         for record in records:
             try:
-                text = self.format(record)
+                if line_of is not None:
+                    line = line_of(record)
+                else:
+                    line = f"{self.format(record)}\n".encode(self.encoding, "backslashreplace")
             except Exception:
                 self.handleError(record)
                 continue
-            line = f"{text}\n".encode(self.encoding, "backslashreplace")
-            if lines and pending + len(line) > CHUNK_SIZE:
-                chunks.append(b"".join(lines))
-                lines, pending = [], 0
-            lines.append(line)
-            pending += len(line)
+            if block and len(block) + len(line) > CHUNK_SIZE:
+                chunks.append(block)
+                block = bytearray()
+            block += line
             total += len(line)
-        if lines:
-            chunks.append(b"".join(lines))
+        if block:
+            chunks.append(block)
         return chunks, total
 
     # -- the executor side -----------------------------------------------------------------

@@ -360,6 +360,56 @@ def test_format_option_and_set_formatter(tmp_path: Path) -> None:
     assert explicit is sink.formatter
 
 
+JSON_MESSAGES = ["plain", "ünïcödé ✓ 日本", "bad \udc80 surrogate", 'q"uote\nnewline']
+
+
+def test_json_lines_are_what_the_formatter_formats(tmp_path: Path) -> None:
+    """The JSON formatter's bytes path (orjson when present) writes exactly ``format()``
+    plus a newline, lone surrogates (which orjson refuses) included, across chunks."""
+    path = tmp_path / "app.jsonl"
+    sink = FileSink(path)
+    sink.open()
+    records = [record(m) for m in JSON_MESSAGES] + [record(f"n{i}" * 500) for i in range(300)]
+    expected = "".join(f"{sink.format(r)}\n" for r in records).encode("utf-8")
+
+    async def main() -> None:
+        await sink.write(records)
+        await sink.aclose()
+
+    asyncio.run(main())
+    sink.executor.shutdown()
+    assert expected == path.read_bytes()
+    assert JSON_MESSAGES[1] == json.loads(path.read_bytes().splitlines()[1])["message"]
+
+
+def test_a_json_formatter_subclass_with_its_own_format_is_honoured(tmp_path: Path) -> None:
+    """A JSONFormatter subclass that overrides format() is written through it."""
+    from aiolog.formatting import JSONFormatter
+
+    class Prefixed(JSONFormatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return "@" + super().format(record)
+
+    path = tmp_path / "app.jsonl"
+    sink = FileSink(path)
+    sink.setFormatter(Prefixed())
+    sink.open()
+    write(sink, ["x"])
+    sink.executor.shutdown()
+    assert path.read_text().startswith("@{")
+
+
+def test_json_in_a_non_utf8_file(tmp_path: Path) -> None:
+    """JSON in a latin-1 file: what latin-1 cannot hold is backslash-escaped, as for text."""
+    path = tmp_path / "app.jsonl"
+    sink = FileSink(path, encoding="latin-1")
+    sink.open()
+    write(sink, ["café ✓"])
+    sink.executor.shutdown()
+    assert b'"message":"caf\xe9 \\u2713"' in path.read_bytes()
+    assert "café ✓" == json.loads(path.read_text("latin-1"))["message"]
+
+
 # -- external rotation, fork, close -----------------------------------------------------------
 
 
