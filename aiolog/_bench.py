@@ -416,16 +416,14 @@ class _Setup:
                 self._pipeline = aiolog.configure([sink], level="INFO")
             else:
                 # The throughput test: a queue and a sink buffer that hold the whole run,
-                # so the drain is measured, not the drop policy. configure() has no option
-                # for the sink buffer: build the pipeline it would build.
-                owned = aiolog.sink(f"file:{self.path}")
-                handler = aiolog.QueueHandler(maxsize=self.queue_size)
-                listener = aiolog.QueueListener(handler.queue, owned, buffer_size=self.queue_size)
-                handler.listener = listener
-                listener.start()
-                self._handler = handler
-                self.root.addHandler(handler)
-                self._pipeline = aiolog.Pipeline(handler, listener, owned=[owned])
+                # so the drain is measured, not the drop policy.
+                self._pipeline = aiolog.configure(
+                    [sink],
+                    level="INFO",
+                    queue_size=self.queue_size,
+                    sink_buffer=self.queue_size,
+                    sink_buffer_bytes=self.queue_size * 1024,
+                )
         elif self.name == "stdlib-file":
             self._handler = logging.FileHandler(self.path, encoding="utf-8")
             self._handler.setFormatter(_JSONFormatter())
@@ -570,8 +568,6 @@ class _Setup:
             self.extra["stats"] = stats
             if self.sink == "fast":
                 pipeline.stop(timeout=120)
-            if self._handler is not None:
-                self.root.removeHandler(self._handler)
             lost = stats["queue"]["dropped"] or 0
             lost += sum(s["dropped"] for s in stats["sinks"].values())
             return self._delivered(), lost

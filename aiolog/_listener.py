@@ -96,12 +96,6 @@ class _Barrier:
         return self._event.wait(timeout)
 
 
-def _size(record: logging.LogRecord) -> int:
-    """A record's weight in a sink buffer: its rendered text plus a fixed overhead."""
-    exc_text = record.exc_text
-    return len(record.message) + (len(exc_text) if exc_text else 0) + 256
-
-
 class _SinkRunner:
     """One sink's bounded buffer and the task that writes it."""
 
@@ -111,10 +105,13 @@ class _SinkRunner:
         self.name = self.sink.display_name
         self.maxsize = listener.buffer_size
         self.max_bytes = listener.buffer_bytes
-        self.bytes = 0  # estimated size of the buffered records (see _size)
+        #: Estimated size of the buffered records: rendered message and traceback + 256.
+        self.bytes = 0
         self.max_batch = listener.max_batch
         self.check_level = listener.respect_handler_level
         self.buffer: collections.deque[Any] = collections.deque()
+        #: The estimated size of each item in :attr:`buffer` (0 for barriers).
+        self.sizes: collections.deque[int] = collections.deque()
         self.written = 0
         self.dropped = 0
         self.errors = 0
@@ -145,30 +142,55 @@ class _SinkRunner:
             **own,
         }
 
-    def offer(self, record: logging.LogRecord) -> None:
+    def offer(self, records: list[logging.LogRecord], sizes: list[int]) -> None:
+        """Buffer what this sink takes of ``records`` (``sizes``: their estimated sizes).
+
+        The level (when asked) and the filters of an aiolog sink are applied here; a
+        plain handler's filters run on its worker thread, with its own copy. Beyond
+        either bound a record is dropped and counted. A filter that raises drops (and
+        counts) that record only.
+        """
         handler = self.handler
-        if self.check_level and record.levelno < handler.level:
-            return
-        if isinstance(self.sink, Sink) and handler.filters and not handler.filter(record):
-            return
-        size = _size(record)
-        if len(self.buffer) >= self.maxsize or (self.bytes + size > self.max_bytes and self.bytes):
-            self.dropped += 1
-            return
-        self.bytes += size
-        self.buffer.append(record)
-        assert self.event is not None
-        self.event.set()
+        level = handler.level if self.check_level else 0
+        filtered = isinstance(self.sink, Sink) and bool(handler.filters)
+        buffer, buffered_sizes = self.buffer, self.sizes
+        maxsize, max_bytes = self.maxsize, self.max_bytes
+        nbytes = self.bytes
+        added = False
+        for record, size in zip(records, sizes, strict=True):
+            if record.levelno < level:
+                continue
+            if filtered:
+                try:
+                    if not handler.filter(record):
+                        continue
+                except Exception as exc:
+                    self.errors += 1
+                    self.dropped += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    continue
+            if len(buffer) >= maxsize or (nbytes + size > max_bytes and nbytes):
+                self.dropped += 1
+                continue
+            nbytes += size
+            buffer.append(record)
+            buffered_sizes.append(size)
+            added = True
+        self.bytes = nbytes
+        if added:
+            assert self.event is not None
+            self.event.set()
 
     def put_barrier(self, barrier: _Barrier) -> None:
         self.buffer.append(barrier)
+        self.sizes.append(0)
         assert self.event is not None
         self.event.set()
 
     async def run(self) -> None:
         event = self.event
         assert event is not None
-        buffer = self.buffer
+        buffer, sizes = self.buffer, self.sizes
         while True:
             await event.wait()
             event.clear()
@@ -176,13 +198,14 @@ class _SinkRunner:
                 batch: list[logging.LogRecord] = []
                 while buffer and len(batch) < self.max_batch:
                     item = buffer.popleft()
+                    size = sizes.popleft()
                     if type(item) is _Barrier:
                         if batch:
                             await self._write(batch)
                             batch = []
                         item.arrive()
                     else:
-                        self.bytes -= _size(item)
+                        self.bytes -= size
                         batch.append(item)
                 if batch:
                     await self._write(batch)
@@ -214,6 +237,7 @@ class _SinkRunner:
             if type(item) is _Barrier:
                 item.arrive()
         self.buffer.clear()
+        self.sizes.clear()
         self.bytes = 0
         self.dropped += lost
 
@@ -514,26 +538,41 @@ class QueueListener(logging.handlers.QueueListener):
         return items
 
     def _dispatch(self, items: Iterable[Any]) -> None:
+        """Prepare each record once and hand them to every sink, barriers in order."""
         runners = self._runners
+        prepare = self.prepare
+        records: list[logging.LogRecord] = []
+        sizes: list[int] = []
         for item in items:
             if type(item) is _Barrier:
+                if records:
+                    self._offer(records, sizes)
+                    records, sizes = [], []
                 item.expect(len(runners))
                 for runner in runners:
                     runner.put_barrier(item)
                 continue
             try:
-                record = self.prepare(item)
+                record = prepare(item)
+                exc_text = record.exc_text
+                size = len(record.message) + (len(exc_text) if exc_text else 0) + 256
             except Exception as exc:
                 self._bad_records += 1
                 self._last_error = f"bad record: {type(exc).__name__}: {exc}"
                 continue
-            for runner in runners:
-                try:
-                    runner.offer(record)
-                except Exception as exc:
-                    runner.errors += 1
-                    runner.dropped += 1
-                    runner.last_error = f"{type(exc).__name__}: {exc}"
+            records.append(record)
+            sizes.append(size)
+        if records:
+            self._offer(records, sizes)
+
+    def _offer(self, records: list[logging.LogRecord], sizes: list[int]) -> None:
+        for runner in self._runners:
+            try:
+                runner.offer(records, sizes)
+            except Exception as exc:  # a level that is not an int, say: this sink loses them
+                runner.errors += 1
+                runner.dropped += len(records)
+                runner.last_error = f"{type(exc).__name__}: {exc}"
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Render the message and traceback once, into the record, for every sink.

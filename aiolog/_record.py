@@ -173,7 +173,8 @@ def unpack(item: Any) -> Any:
     if task is not None:
         if _NEEDS_TASKNAME or d.get("taskName") is None:
             d["taskName"] = task_name
-        d["aiolog_coro"] = task_coro_name(task)
+        coro = task.get_coro()  # task_coro_name(), inlined: once per record
+        d["aiolog_coro"] = getattr(coro, "__qualname__", None) or getattr(coro, "__name__", None)
     else:
         if _NEEDS_TASKNAME:
             d["taskName"] = None

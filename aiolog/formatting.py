@@ -64,6 +64,7 @@ try:
 except ImportError:  # pragma: no cover - orjson is an optional speed-up
     _orjson = None  # type: ignore[assignment,unused-ignore]
 
+_get_level_name = logging.getLevelName
 _LINE_OPTIONS = 0 if _orjson is None else _orjson.OPT_NON_STR_KEYS | _orjson.OPT_APPEND_NEWLINE
 
 __all__ = [
@@ -320,23 +321,35 @@ def _context_parts(
     if select is False:
         return {}, {}
     names = select if isinstance(select, frozenset) else None
-    pairs: list[tuple[str, Any]] = []
-    bound: list[tuple[str, Any]] = []
+    pairs: list[tuple[str, Any]] | None = None
+    bound: list[tuple[str, Any]] | None = None
     for var, value in context.items():  # type: ignore[attr-defined]
         name, public, from_structlog = _variables.get(var) or _variable(var)
+        if not (public if names is None else name in names):
+            continue  # aiolog's own task reference, in every task's context, ends here
         if from_structlog and value is Ellipsis:  # unbound by structlog.contextvars
-            continue
-        selected = public if names is None else name in names
-        if not selected:
             continue
         if json_ready and value.__class__ not in _JSON_SCALARS:
             value = _normalize(value)
-        (bound if from_structlog else pairs).append((name, value))
-    if len(pairs) > 1:
-        pairs.sort(key=itemgetter(0))
+        if from_structlog:
+            if bound is None:
+                bound = []
+            bound.append((name, value))
+        else:
+            if pairs is None:
+                pairs = []
+            pairs.append((name, value))
+    if pairs is None:
+        variables: dict[str, Any] = {}
+    else:
+        if len(pairs) > 1:
+            pairs.sort(key=itemgetter(0))
+        variables = dict(pairs)
+    if bound is None:
+        return variables, {}
     if len(bound) > 1:
         bound.sort(key=itemgetter(0))
-    return dict(pairs), dict(bound)
+    return variables, dict(bound)
 
 
 # ---------------------------------------------------------------------------- the structure
@@ -355,13 +368,19 @@ def _build(
     With ``json_ready`` the arbitrary values (``extra=`` fields, context variables) are
     normalised for JSON on the way (see :func:`_normalize`); ``static`` must already be.
     """
+    attributes = record.__dict__
+    msg = record.msg
+    if msg.__class__ is str and attributes.get("message").__class__ is str:
+        message: str = attributes["message"]  # _message(), inlined for the usual case
+    else:
+        message = _message(record)
     out: dict[str, Any] = {
         "timestamp": _rfc3339(record.created),
-        "level": logging.getLevelName(record.levelno).lower(),
+        "level": _get_level_name(record.levelno).lower(),
         "logger": record.name,
-        "message": _message(record),
-        "task": getattr(record, "taskName", None),
-        "coro": getattr(record, "aiolog_coro", None),
+        "message": message,
+        "task": attributes.get("taskName"),
+        "coro": attributes.get("aiolog_coro"),
         "thread": record.threadName,
         "process": record.process,
     }
@@ -369,7 +388,7 @@ def _build(
         out["file"] = record.pathname
         out["line"] = record.lineno
         out["function"] = record.funcName
-    callback = getattr(record, "aiolog_callback", None)
+    callback = attributes.get("aiolog_callback")
     if callback is not None:
         out["callback"] = callback
     if record.exc_info or record.exc_text:
@@ -388,7 +407,7 @@ def _build(
     if static:
         out.update(static)
     nested: dict[str, Any] | None = None
-    if bound or record.msg.__class__ is not str:
+    if bound or msg.__class__ is not str:
         for key, value in _structlog_fields(record, bound):
             if json_ready and value.__class__ not in _JSON_SCALARS:
                 value = _normalize(value)
@@ -399,7 +418,6 @@ def _build(
                     nested[key] = value
             else:
                 out[key] = value
-    attributes = record.__dict__
     for key in _extra_keys(record):
         value = attributes[key]
         if json_ready and value.__class__ not in _JSON_SCALARS:
