@@ -251,6 +251,13 @@ class QueueListener(logging.handlers.QueueListener):
     :param max_batch: most records taken from the queue, or written to a sink, at once.
     :param linger: seconds the listener waits after a batch to let the next one grow,
         so a busy application wakes it about ``1/linger`` times a second, not per record.
+        It is also the longest the listener holds the interpreter lock for one batch at
+        a steady rate, hence the loop lag it can cause: the default 2 ms keeps that
+        under the lag an application's own logging causes (see docs/benchmarks.md).
+    :param idle_after: seconds without records after which the listener stops polling
+        and sleeps until a producer wakes it. Waking costs the producer a system call,
+        so a listener that polls on for a while spares applications that log every few
+        milliseconds one per record.
     :param buffer_size: each sink's bound in records: beyond it, records are dropped and
         counted.
     :param buffer_bytes: each sink's bound in (estimated) bytes: the rendered message and
@@ -274,7 +281,8 @@ class QueueListener(logging.handlers.QueueListener):
         *handlers: logging.Handler,
         respect_handler_level: bool = False,
         max_batch: int = 512,
-        linger: float = 0.005,
+        linger: float = 0.002,
+        idle_after: float = 0.02,
         buffer_size: int = 10_000,
         buffer_bytes: int = 64 * 1024 * 1024,
         report_interval: float = 5.0,
@@ -287,6 +295,7 @@ class QueueListener(logging.handlers.QueueListener):
             raise ValueError(f"buffer_size must be at least 1, not {buffer_size!r}")
         self.max_batch = max_batch
         self.linger = linger
+        self.idle_after = idle_after
         self.buffer_size = buffer_size
         if buffer_bytes < 1:
             raise ValueError(f"buffer_bytes must be at least 1, not {buffer_bytes!r}")
@@ -490,9 +499,11 @@ class QueueListener(logging.handlers.QueueListener):
         wakeup = self._wakeup
         assert wakeup is not None
         chunk = max(1, min(self.max_batch, self.buffer_size // 2))
+        last_records = time.monotonic()
         while True:
             items = q.drain(self.max_batch) if ours else self._drain_foreign()
             if items:
+                last_records = time.monotonic()
                 # Hand out in slices no larger than half a sink buffer, letting the sink
                 # tasks run in between: a sink that keeps up must not drop just because
                 # the pump handed it a whole batch at once.
@@ -510,6 +521,9 @@ class QueueListener(logging.handlers.QueueListener):
                 return
             if self._in_trouble:
                 self._maybe_report()
+            if self.linger > 0 and time.monotonic() - last_records < self.idle_after:
+                await self._linger()  # records may come again soon: poll, sparing wakes
+                continue
             wakeup.clear()
             if ours:
                 q.idle = True

@@ -124,12 +124,21 @@ def listener(**options: Any) -> ListenerFactory:
     """A listener factory with options, for ``"listener": {"()": "aiolog.dictconfig.listener"}``.
 
     The options are those of :class:`aiolog.QueueListener` (``max_batch``, ``linger``,
-    ``buffer_size``, ``report_interval``, ``name``); they are checked here, so a typo
-    fails the ``dictConfig`` call instead of the first record.
+    ``idle_after``, ``buffer_size``, ``buffer_bytes``, ``report_interval``, ``name``);
+    they are checked here, so a typo fails the ``dictConfig`` call instead of the first
+    record.
 
     .. versionadded:: 0.1.0
     """
-    known = {"max_batch", "linger", "buffer_size", "report_interval", "name"}
+    known = {
+        "max_batch",
+        "linger",
+        "idle_after",
+        "buffer_size",
+        "buffer_bytes",
+        "report_interval",
+        "name",
+    }
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(

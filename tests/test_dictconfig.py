@@ -159,11 +159,19 @@ def test_listener_options_through_the_factory() -> None:
     """{"()": "aiolog.dictconfig.listener", ...} tunes the listener."""
     cfg = config(
         ("sink", CaptureSink()),
-        listener={"()": "aiolog.dictconfig.listener", "max_batch": 7, "buffer_size": 99},
+        listener={
+            "()": "aiolog.dictconfig.listener",
+            "max_batch": 7,
+            "buffer_size": 99,
+            "buffer_bytes": 4096,
+            "linger": 0.004,
+            "idle_after": 0.5,
+        },
     )
     logging.config.dictConfig(cfg)
     listener = listener_of(queue_handler())
-    assert (7, 99) == (listener.max_batch, listener.buffer_size)
+    assert (7, 99, 4096) == (listener.max_batch, listener.buffer_size, listener.buffer_bytes)
+    assert (0.004, 0.5) == (listener.linger, listener.idle_after)
     assert listener.running
 
 

@@ -208,6 +208,33 @@ def test_drops_are_reported_by_a_notice(logger: logging.Logger) -> None:
     assert "RuntimeError: nope" in notices[0].message
 
 
+def test_records_soon_after_others_do_not_wake_the_listener(logger: logging.Logger) -> None:
+    """Within idle_after of the last record the listener polls: producers never wake it."""
+    sink = CaptureSink()
+    handler, listener = pair(sink, linger=0.001, idle_after=3600)
+    q = handler.queue
+    assert isinstance(q, RecordQueue)
+    logger.addHandler(handler)
+    with listener:
+        logger.info("first")
+        assert listener.flush(5)
+        wakes: list[bool] = []
+        wake = q.wake
+        assert wake is not None
+
+        def counting_wake() -> None:
+            wakes.append(True)
+            wake()
+
+        q.wake = counting_wake
+        for i in range(50):
+            logger.info("more %d", i)
+        assert not wakes  # the listener never said it was idle
+        assert listener.flush(5)  # the flush marker wakes it, as always
+    assert ["first", *(f"more {i}" for i in range(50))] == sink.messages
+    assert [True] == wakes
+
+
 def test_plain_handlers_run_as_sinks(logger: logging.Logger) -> None:
     """A stdlib StreamHandler works behind the listener, with its own formatter."""
     stream = io.StringIO()
