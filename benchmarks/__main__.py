@@ -3,11 +3,13 @@
 Every setup runs in a fresh child process (``python -m aiolog._bench SETUP TEST ...``),
 interleaved over repetitions; the summary holds medians of the timings. The full suite runs
 on asyncio's default loop and on uvloop, then the scenarios (slow and dead sinks, a TCP
-peer that stops reading, drain throughput: aiolog against the stdlib queue pair) on each.
+peer that stops reading, drain throughput: aiolog against the stdlib queue pair) on each,
+then the comparisons the targets rest on again as back-to-back pairs (see
+``aiolog._bench.run_pairs``).
 Results go to ``benchmarks/results/latest.json`` (``--quick``: ``quick.json``, not recorded
 in git).
 
-    python -m benchmarks                 # full suite, both loops, ~10 min on 2 cores
+    python -m benchmarks                 # full suite, both loops, ~13 min on 2 cores
     python -m benchmarks --quick         # smoke run, asyncio only, < 30 s
     python -m benchmarks --loop uvloop   # uvloop only (asyncio, uvloop or both)
     python -m benchmarks --write-docs    # full suite, then docs/benchmarks.md (+ PNG plot)
@@ -68,10 +70,11 @@ def _profile(config: _bench.SuiteConfig, setups: list[str]) -> int:
 def _run_all(
     config: _bench.SuiteConfig, loops: list[str], scenarios: bool, progress: bool
 ) -> dict[str, Any]:
-    """The suite on each loop, then the scenarios on each loop."""
+    """The suite on each loop, then the scenarios, then the back-to-back pairs."""
     started = time.perf_counter()
     by_loop: dict[str, Any] = {}
     scen: dict[str, Any] = {}
+    pairs: dict[str, Any] = {}
     with _bench._status(progress) as show:
         for loop in loops:
             per_loop = _bench.SuiteConfig(**{**asdict(config), "loop": loop})
@@ -84,12 +87,18 @@ def _run_all(
                 scen[loop] = _bench.run_scenarios(
                     per_loop, lambda text, loop=loop: show(f"{loop}: {text}")
                 )
+        for loop in loops:
+            per_loop = _bench.SuiteConfig(**{**asdict(config), "loop": loop})
+            pairs[loop] = _bench.run_pairs(
+                per_loop, lambda text, loop=loop: show(f"{loop}: {text}")
+            )
     first = by_loop[loops[0]]
     return {
         "config": first["config"],
         "machine": {**first["machine"], "loop": ", ".join(loops)},
         "loops": by_loop,
         "scenarios": scen,
+        "pairs": pairs,
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
 
@@ -108,7 +117,7 @@ def report(results: dict[str, Any]) -> str:
         if scen and scen["setups"]:
             parts += [_bench.format_scenarios(scen), ""]
     summaries = {loop: suite["summary"] for loop, suite in results["loops"].items()}
-    rows = _bench.targets(summaries, results.get("scenarios", {}))
+    rows = _bench.targets(summaries, results.get("scenarios", {}), results.get("pairs"))
     if rows:
         parts += [_bench._table(_bench.TARGET_HEADER, rows, markdown=False), ""]
     parts.append("Machine: " + _bench.format_machine(results["machine"]))

@@ -224,10 +224,15 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
     if preset != "full":
         lines += [f"> These are `{preset}` figures (a smoke run), not the recorded suite.", ""]
     summaries = {loop: suite["summary"] for loop, suite in results["loops"].items()}
-    rows = _bench.targets(summaries, results.get("scenarios", {}))
+    rows = _bench.targets(summaries, results.get("scenarios", {}), results.get("pairs"))
     if rows:
         lines += [
             "## Targets (issue 6)",
+            "",
+            "Comparisons marked *back-to-back pairs* come from runs of the two sides one right",
+            "after the other (order alternating), judged by the median of the per-pair ratios:",
+            "a busy neighbour on this shared machine slows whole stretches of seconds, and",
+            "runs of the main tables that are compared sit seconds apart.",
             "",
             _bench._table(_bench.TARGET_HEADER, rows, markdown=True),
             "",

@@ -122,6 +122,43 @@ def test_targets_check_the_stalled_peer() -> None:
     assert "aiolog worst 2.10 s; stdlib stop() blocked in 3 of 3 stalled scenarios" == stop[2]
 
 
+def test_paired_comparisons_decide_where_they_were_measured() -> None:
+    """A back-to-back pair's median ratio overrides the ratio of the suite's medians."""
+    summary = {
+        "floor": {"emit": {"emit_median_ns": 4_900.0}},
+        "aiolog": {"emit": {"emit_median_ns": 5_300.0}, "lag": {"lag_p99_ms": 1.0}},
+        "stdlib-queue-nolistener": {"lag": {"lag_p99_ms": 1.0}},
+    }
+    pairs = {
+        "asyncio": {
+            "emit vs floor": {
+                "ratios": [0.9, 0.91, 1.2],
+                "ratio": 0.91,
+                "reference": 4_950.0,
+                "subject": 4_500.0,
+            },
+            "emit stalled-peer vs fast": {
+                "ratios": [1.3],
+                "ratio": 1.3,
+                "reference": 4_000.0,
+                "subject": 5_200.0,
+            },
+        }
+    }
+    rows = {
+        row[0]: row
+        for row in _bench.targets({"asyncio": summary}, {"asyncio": _scenarios()}, pairs)
+    }
+    floor = rows["emit cost <= floor (list-append handler)"]
+    assert ["4,500 vs 4,950 ns; 0.91x, median of 3 back-to-back pairs", "yes"] == floor[2:]
+    stalled = rows["stalled-peer sink: emit within 10% of fast sink"]
+    assert ["5,200 vs 4,000 ns; 1.30x, median of 1 back-to-back pairs", "NO"] == stalled[2:]
+    lag = rows["lag p99 <= 1.1x stdlib-queue-nolistener"]  # not paired: the suite's medians
+    assert ["1.000 vs 1.000 ms (1.00x)", "yes"] == lag[2:]
+    unpaired = _bench.targets({"asyncio": summary}, {})
+    assert "5,300 vs 4,900 ns (1.08x)" == unpaired[0][2]
+
+
 @pytest.mark.skipif(not hasattr(socket, "MSG_DONTWAIT"), reason="needs MSG_DONTWAIT")
 def test_stalled_peer_blocks_a_writer_until_it_closes() -> None:
     """The stdlib-side handler finds the buffers full, blocks, and is released by close()."""
