@@ -413,9 +413,18 @@ class FileSink(Sink):
         await loop.run_in_executor(self.executor, self._finish)
 
     def after_fork(self) -> None:
-        """Forget, without closing, the parent's file descriptor and compression thread."""
+        """In a forked child: close the child's copy of the descriptor, forget the thread.
+
+        The child has a descriptor table of its own, so this closes nothing of the
+        parent's; kept open, the copy would hold a rotated-away file's disk space for as
+        long as the child lives (a pool of forked workers, one copy each). The child's
+        next write opens the file anew.
+        """
+        fd, self._fd = self._fd, None
         self._file = None
-        self._fd = None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         if self._compressor is not None:
             self._compressor.after_fork()
         self._compressions = []

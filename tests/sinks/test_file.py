@@ -435,22 +435,37 @@ def test_reopens_after_external_rotation(
     assert removed or ["old"] == lines(moved)
 
 
-def test_after_fork_drops_the_file(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
-    """after_fork forgets the descriptor without closing it; the next write reopens."""
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_after_fork_closes_the_childs_copy_only(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """In a forked child, after_fork closes the child's copy of the descriptor (no leak per
+    child) and the child's next write reopens; the parent's descriptor stays open."""
     path = tmp_path / "app.log"
     sink = make_sink(path)
     write(sink, ["parent"], close=False)
     fd = sink._fd
     assert fd is not None
-    sink.after_fork()
-    try:
-        assert sink._fd is None
-        os.fstat(fd)  # still open: it belonged to the "parent"
-        sink.open()
-        write(sink, ["child"])
-        assert ["parent", "child"] == lines(path)
-    finally:
-        os.close(fd)
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            sink.after_fork()
+            try:
+                os.fstat(fd)
+                code = 2  # still open in the child: leaked
+            except OSError:
+                sink.open()
+                write(sink, ["child"])
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert 0 == os.waitstatus_to_exitcode(status)
+    os.fstat(fd)  # the parent's own descriptor is untouched
+    write(sink, ["parent again"])
+    assert ["parent", "child", "parent again"] == lines(path)
 
 
 def test_close_closes_the_file(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
