@@ -31,7 +31,7 @@ from aiolog._context import ORIGIN_TASK, callback_name
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._listener import QueueListener
 from aiolog._queue import Overflow, RecordQueue, _Counter
-from aiolog._record import IMMUTABLE_TYPES, get_message, safe_repr, task_coro_name
+from aiolog._record import IMMUTABLE_TYPES, get_message, safe_repr, safe_str, task_coro_name
 
 __all__ = [
     "EventDict",
@@ -73,13 +73,7 @@ class EventDict(dict[str, Any]):
     __slots__ = ()
 
     def __str__(self) -> str:
-        event = self.get("event")
-        if event.__class__ is str:
-            return event
-        try:
-            return str(event)
-        except Exception:
-            return safe_repr(event)
+        return safe_str(self.get("event"))
 
 
 def _freeze(value: Any, depth: int) -> Any:
@@ -150,13 +144,17 @@ def fill_context(d: dict[str, Any]) -> None:
 
     The asyncio task (``taskName``), its coroutine (``aiolog_coro``), the loop callback
     (``aiolog_callback``) off the task path, and the :mod:`contextvars` snapshot
-    (``aiolog_context``). ``prepare`` does the same inline: it is the stdlib hot path.
+    (``aiolog_context``). :meth:`QueueHandler.emit` captures the same, inline, into the
+    tuple it queues: that is the hot path.
     """
     loop = _get_running_loop()
     task = _current_task(loop) if loop is not None else None
+    callback = None
     if task is None:
+        # Off the task path: a loop callback, or a thread (maybe an asyncio.to_thread
+        # worker, whose copied context names the task that asked for the work).
         if loop is not None:
-            d["aiolog_callback"] = callback_name()
+            callback = callback_name()
         else:
             ref = _origin_task()
             task = ref() if ref is not None else None
@@ -164,8 +162,11 @@ def fill_context(d: dict[str, Any]) -> None:
         if _NEEDS_TASKNAME or d.get("taskName") is None:
             d["taskName"] = task.get_name()
         d["aiolog_coro"] = task_coro_name(task)
-    elif _NEEDS_TASKNAME:
-        d["taskName"] = None
+    else:
+        if _NEEDS_TASKNAME:
+            d["taskName"] = None
+        d["aiolog_coro"] = None
+    d["aiolog_callback"] = callback
     d["aiolog_context"] = _copy_context()
 
 
@@ -478,23 +479,7 @@ class QueueHandler(logging.handlers.QueueHandler):
             return prepared
         else:
             _freeze_message(record, d)
-        loop = _get_running_loop()
-        task = _current_task(loop) if loop is not None else None
-        if task is None:
-            # Off the task path: a loop callback, or a thread (maybe an asyncio.to_thread
-            # worker, whose copied context names the task that asked for the work).
-            if loop is not None:
-                d["aiolog_callback"] = callback_name()
-            else:
-                ref = _origin_task()
-                task = ref() if ref is not None else None
-        if task is not None:
-            if _NEEDS_TASKNAME or d.get("taskName") is None:
-                d["taskName"] = task.get_name()
-            d["aiolog_coro"] = task_coro_name(task)
-        elif _NEEDS_TASKNAME:
-            d["taskName"] = None
-        d["aiolog_context"] = _copy_context()
+        fill_context(d)
         copy: logging.LogRecord = _new_record(_LogRecord)
         copy.__dict__ = d
         return copy

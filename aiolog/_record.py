@@ -48,6 +48,7 @@ __all__ = [
     "extra_items",
     "get_message",
     "safe_repr",
+    "safe_str",
     "task_coro_name",
     "unpack",
 ]
@@ -100,7 +101,10 @@ def safe_repr(value: object) -> str:
         return f"<unrepresentable {cls.__module__}.{cls.__qualname__} object: {type(exc).__name__}>"
 
 
-def _safe_str(value: object) -> str:
+def safe_str(value: object) -> str:
+    """``str(value)``, or its safe ``repr`` when ``__str__`` fails; never raises."""
+    if value.__class__ is str:
+        return value
     try:
         return str(value)
     except Exception:
@@ -117,8 +121,8 @@ def get_message(record: logging.LogRecord) -> str:
     try:
         return record.getMessage()
     except Exception as exc:
-        msg = _safe_str(record.msg)
-        reason = f"{type(exc).__name__}: {_safe_str(exc)}"
+        msg = safe_str(record.msg)
+        reason = f"{type(exc).__name__}: {safe_str(exc)}"
         return f"{msg} [aiolog: could not format message: {reason}; args={safe_repr(record.args)}]"
 
 

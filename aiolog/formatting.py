@@ -58,6 +58,7 @@ from operator import itemgetter
 from typing import Any, Final, Literal
 
 from aiolog._record import extra_items, get_message, safe_repr
+from aiolog._record import safe_str as _safe_str
 
 try:
     import orjson as _orjson
@@ -127,16 +128,6 @@ _MAX_INT_BITS: Final = 14_000  # below the 4,300-digit limit of int -> str conve
 
 
 # ---------------------------------------------------------------------------- small parts
-
-
-def _safe_str(value: object) -> str:
-    """``str(value)``, or its safe ``repr`` when ``__str__`` fails or returns a non-str."""
-    if value.__class__ is str:
-        return value
-    try:
-        return str(value)
-    except Exception:
-        return safe_repr(value)
 
 
 _utc_second: tuple[int, str] = (-1, "")

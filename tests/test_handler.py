@@ -119,6 +119,31 @@ def test_the_listeners_copy_keeps_the_context_out_of_its_dict(logger: logging.Lo
     assert not gc.is_tracked(copy.__dict__)
 
 
+def test_a_frozen_record_from_a_loop_callback_names_the_callback(
+    logger: logging.Logger,
+) -> None:
+    """The copying path (a mutable argument) captures what the packed path does."""
+    qh = QueueHandler()
+    logger.addHandler(qh)
+
+    def tick() -> None:
+        logger.info("items %s", [1, 2])
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.call_soon(tick)
+        loop.call_soon(done.set_result, None)  # callbacks run in order: tick has run
+        await done
+
+    run(main)
+    (record,) = queued(qh)
+    assert "items [1, 2]" == record.msg
+    assert record.args is None
+    assert record.aiolog_callback.endswith("<locals>.tick")
+    assert record.aiolog_coro is None
+
+
 def test_a_subclass_that_overrides_prepare_gets_the_stdlib_order(
     logger: logging.Logger,
 ) -> None:
