@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -10,17 +9,23 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
-from aiolog import _factory, asyncio_diag
+from aiolog import _exit, _factory, asyncio_diag
 from aiolog._handler import QueueHandler
-from aiolog._listener import QueueListener
-from aiolog._queue import OVERFLOW_POLICIES, Overflow, RecordQueue
+from aiolog._listener import DEFAULT_STALL_TIMEOUT, QueueListener
+from aiolog._queue import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAXSIZE,
+    DEFAULT_TIMEOUT,
+    OVERFLOW_POLICIES,
+    Overflow,
+    RecordQueue,
+)
 from aiolog._urls import query_options, redact_url
 
 __all__ = ["Pipeline", "configure", "get_pipeline", "shutdown", "sink"]
 
 _lock = threading.RLock()
 _active: Pipeline | None = None
-_atexit_registered = False
 
 
 def _stream_factory(url: str, **options: Any) -> logging.Handler:
@@ -178,7 +183,7 @@ class Pipeline:
         queue_stats = {
             "enqueued": getattr(q, "enqueued", None),
             "dropped": self.handler.dropped,
-            "depth": q.qsize(),
+            "depth": q.qsize() + self.listener.held,
             "high_water": getattr(q, "high_water", None),
         }
         return {
@@ -237,11 +242,13 @@ def configure(
     *,
     level: int | str | None = None,
     format: str | None = None,
-    queue_size: int = 10_000,
+    queue_size: int = DEFAULT_MAXSIZE,
+    queue_bytes: int = DEFAULT_MAX_BYTES,
     sink_buffer: int = 10_000,
     sink_buffer_bytes: int = 64 * 1024 * 1024,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     overflow: Overflow = "drop_newest",
-    block_timeout: float = 1.0,
+    block_timeout: float = DEFAULT_TIMEOUT,
     capture_warnings: bool = True,
     adopt_handlers: bool = True,
     exit_timeout: float = 5.0,
@@ -264,11 +271,18 @@ def configure(
     :param level: root logger level. Default ``AIOLOG_LEVEL``, else ``INFO``.
     :param format: ``json``, ``logfmt`` or ``text`` for sinks built from URLs that do not
         say (``?format=``). Default ``AIOLOG_FORMAT``, else each sink's own default.
-    :param queue_size: bound of the record queue.
-    :param sink_buffer: each sink's own bound, in records: a sink that cannot keep up drops
-        (and counts) beyond it, without slowing the others.
-    :param sink_buffer_bytes: each sink's bound in estimated bytes (rendered message and
+    :param queue_size: bound of the record queue, in records. The queue is the burst
+        buffer: when a sink is slower than the application, records wait there.
+    :param queue_bytes: bound of the record queue, in estimated bytes (see
+        :class:`aiolog.RecordQueue`): with the defaults, 200 000 ordinary records or
+        128 MiB, whichever comes first.
+    :param sink_buffer: each sink's own buffer, in records. When it is full the listener
+        takes no more records from the queue until the sink makes room.
+    :param sink_buffer_bytes: each sink's buffer in estimated bytes (rendered message and
         traceback, plus 256 per record).
+    :param stall_timeout: seconds a sink with a full buffer may finish no write before it
+        counts as stalled: it then drops (counted, and said in its output once it writes
+        again) instead of holding the other sinks back.
     :param overflow: ``drop_newest``, ``drop_oldest`` or ``block`` (see
         :class:`aiolog.RecordQueue`).
     :param block_timeout: longest wait of the ``block`` policy, off event-loop threads.
@@ -294,7 +308,7 @@ def configure(
         docs/design.md). A factory of the application's own is never replaced.
     :raises ValueError: for any bad setting, before anything is changed.
     """
-    global _active, _atexit_registered
+    global _active
     diag = asyncio_diag._resolve(asyncio_debug, asyncio_slow_callback)
     level_no = _check_level(level if level is not None else os.environ.get("AIOLOG_LEVEL", "INFO"))
     if format is None:
@@ -305,9 +319,25 @@ def configure(
         raise ValueError(
             f"unknown overflow policy {overflow!r} (use {', '.join(OVERFLOW_POLICIES)})"
         )
-    for option, value in (("sink_buffer", sink_buffer), ("sink_buffer_bytes", sink_buffer_bytes)):
+    for option, value in (
+        ("queue_size", queue_size),
+        ("queue_bytes", queue_bytes),
+        ("sink_buffer", sink_buffer),
+        ("sink_buffer_bytes", sink_buffer_bytes),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{option} must be a positive integer, not {value!r}")
+    for option, seconds in (
+        ("stall_timeout", stall_timeout),
+        ("block_timeout", block_timeout),
+        ("exit_timeout", exit_timeout),
+    ):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < float("inf")
+        ):
+            raise ValueError(f"{option} must be a number of seconds >= 0, not {seconds!r}")
     specs = _env_sinks() if sinks is None else list(sinks)
     if isinstance(sinks, str):
         raise ValueError("sinks must be a list of URLs or handlers, not a single string")
@@ -327,7 +357,9 @@ def configure(
                 owned.append(sink(spec, **options))
             else:
                 raise ValueError(f"a sink must be a URL string or a logging.Handler, not {spec!r}")
-        handler = QueueHandler(maxsize=queue_size, overflow=overflow, timeout=block_timeout)
+        handler = QueueHandler(
+            maxsize=queue_size, max_bytes=queue_bytes, overflow=overflow, timeout=block_timeout
+        )
     except BaseException:
         for handler_ in owned:
             handler_.close()
@@ -350,6 +382,7 @@ def configure(
             respect_handler_level=True,
             buffer_size=sink_buffer,
             buffer_bytes=sink_buffer_bytes,
+            stall_timeout=stall_timeout,
         )
         try:
             listener.start()
@@ -393,13 +426,10 @@ def configure(
         if capture_warnings:
             logging.captureWarnings(True)
             warnings.showwarning = _showwarning
-        if not _atexit_registered:
-            atexit.register(_exit_drain)
-            _atexit_registered = True
+        _exit.add_drainer(_exit_drain)
+        _exit.set_exit_timeout(exit_timeout)
         if drain_on_sigterm:
-            from aiolog.dictconfig import drain_on_sigterm as install_sigterm_drain
-
-            install_sigterm_drain(exit_timeout)
+            _exit.drain_on_sigterm(exit_timeout)
     if structlog:
         from aiolog.structlog import configure_structlog
 
@@ -439,7 +469,8 @@ def shutdown(timeout: float = 5.0) -> bool:
     return pipeline.stop(timeout)
 
 
-def _exit_drain() -> None:
+def _exit_drain(timeout: float) -> None:
+    """Stop the active pipeline at exit, within ``timeout`` seconds (see aiolog._exit)."""
     pipeline = _active
     if pipeline is not None:
-        pipeline.stop(pipeline.exit_timeout)
+        pipeline.stop(min(timeout, pipeline.exit_timeout))

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import enum
+import functools
 import logging
 import logging.handlers
 import queue as queue_module
@@ -26,11 +27,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from aiolog import _factory, dictconfig
+from aiolog import _exit, _factory, dictconfig
 from aiolog._context import ORIGIN_TASK, callback_name
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._listener import QueueListener
-from aiolog._queue import Overflow, RecordQueue, _Counter
+from aiolog._queue import EXC_BYTES, LARGE_TEXT, RECORD_BYTES, Overflow, RecordQueue, _Counter
 from aiolog._record import IMMUTABLE_TYPES, get_message, safe_repr, safe_str, task_coro_name
 
 __all__ = [
@@ -51,6 +52,7 @@ _new_record = logging.LogRecord.__new__
 _LogRecord = logging.LogRecord
 _NEEDS_TASKNAME = sys.version_info < (3, 12)
 _exc_info = sys.exc_info
+_LARGE_TEXT = LARGE_TEXT
 
 #: Records logged to a closed, named QueueHandler (dictConfig closes the old handlers before
 #: it attaches the new ones), kept for the next handler that gets the same name.
@@ -174,7 +176,8 @@ class QueueHandler(logging.handlers.QueueHandler):
     """A :class:`logging.handlers.QueueHandler` whose :meth:`emit` never blocks.
 
     ``QueueHandler(queue)`` works like the stdlib class. Without a queue, the handler makes
-    an :class:`aiolog.RecordQueue` with ``maxsize``, ``overflow`` and ``timeout``; a queue
+    an :class:`aiolog.RecordQueue` with ``maxsize``, ``max_bytes``, ``overflow`` and
+    ``timeout``; a queue
     that is not a ``RecordQueue`` (say a ``queue.Queue``) is used as it is, with records it
     refuses (``queue.Full``) counted as dropped.
 
@@ -201,9 +204,10 @@ class QueueHandler(logging.handlers.QueueHandler):
     :param listener: with ``handlers``: the listener class or factory, or its dotted name
         (default :class:`aiolog.QueueListener`).
     :param respect_handler_level: with ``handlers``: passed to the listener.
-    :param maxsize: bound of the queue the handler makes (default 10 000).
+    :param maxsize: bound in records of the queue the handler makes (default 200 000).
+    :param max_bytes: its bound in estimated bytes (default 128 MiB).
     :param overflow: its overflow policy (default ``"drop_newest"``).
-    :param timeout: the longest the ``"block"`` policy waits (default 1.0 s).
+    :param timeout: the longest the ``"block"`` policy waits (default 5 s).
     :param level: the handler's level.
 
     .. versionchanged:: 0.1.0
@@ -242,13 +246,19 @@ class QueueHandler(logging.handlers.QueueHandler):
         listener: Any = None,
         respect_handler_level: bool = False,
         maxsize: int | None = None,
+        max_bytes: int | None = None,
         overflow: Overflow | None = None,
         timeout: float | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
         options = {
             key: value
-            for key, value in (("maxsize", maxsize), ("overflow", overflow), ("timeout", timeout))
+            for key, value in (
+                ("maxsize", maxsize),
+                ("max_bytes", max_bytes),
+                ("overflow", overflow),
+                ("timeout", timeout),
+            )
             if value is not None
         }
         pending: dict[str, Any] = {}
@@ -400,17 +410,24 @@ class QueueHandler(logging.handlers.QueueHandler):
                 self._internal.inc()
                 return
             offer = self._offer
-            if offer is not None and record.msg.__class__ is str:
+            msg = record.msg
+            if offer is not None and msg.__class__ is str:
+                size = len(msg)
                 args = record.args
                 if args:
                     if args.__class__ is not tuple:
                         offer = None  # a single mapping argument: mutable
                     else:
                         for arg in args:
-                            if arg.__class__ not in IMMUTABLE_TYPES:
+                            cls = arg.__class__
+                            if cls not in IMMUTABLE_TYPES:
                                 offer = None
                                 break
+                            if cls is str or cls is bytes:
+                                size += len(arg)  # type: ignore[arg-type]
                 if offer is not None:
+                    if size > _LARGE_TEXT or record.exc_info:  # counted by its size
+                        offer = functools.partial(self._queue.offer_sized, size=_size_of(record))
                     loop = _get_running_loop()
                     if loop is not None:
                         task = _current_task(loop)
@@ -451,7 +468,11 @@ class QueueHandler(logging.handlers.QueueHandler):
         """Offer to the queue under its overflow policy (a refusal is counted, not raised)."""
         q = self.queue
         if isinstance(q, RecordQueue):
-            q.offer(record)
+            size = _size_of(record)
+            if size > RECORD_BYTES:
+                q.offer_sized(record, size)
+            else:
+                q.offer(record)
             return
         try:
             q.put_nowait(record)
@@ -487,24 +508,31 @@ class QueueHandler(logging.handlers.QueueHandler):
     def close(self) -> None:
         """Stop an attached listener first (draining the queue), then close.
 
-        A named handler keeps what is still logged to it afterwards for its successor:
-        :func:`logging.config.dictConfig` closes the old handlers before it attaches the
-        new ones to the loggers, and a thread logging meanwhile must not lose records.
-        The records wait in a new bounded queue until a handler of the same name is made
-        (see :meth:`set_name`), which then writes them.
+        This is what ``logging.shutdown()`` does to every handler at exit: the listener
+        drains into its sinks (and a loss, if any, is said on stderr) before they close.
+
+        A named handler that a :func:`logging.config.dictConfig` re-run is replacing keeps
+        what is still logged to it afterwards for its successor: dictConfig closes the old
+        handlers before it attaches the new ones to the loggers, and a thread logging
+        meanwhile must not lose records. The records wait in a new bounded queue until a
+        handler of the same name is made (see :meth:`set_name`), which then writes them.
+        Such a re-run is told from a plain shutdown by logging's table of named handlers,
+        which dictConfig empties first.
         """
         listener = self.listener
         q = self.queue
         name = self.name
+        handlers: Any = logging._handlers  # type: ignore[attr-defined]
         if (
             listener is not None
             and name
+            and handlers.get(name) is not self
             and not self._retired
             and isinstance(q, RecordQueue)
             and not sys.is_finalizing()
         ):
             self._retired = True
-            holding = RecordQueue(q.maxsize, q.overflow, q.timeout)
+            holding = RecordQueue(q.maxsize, q.overflow, q.timeout, max_bytes=q.max_bytes)
             self.queue = holding  # later records wait here...
             # ...and so do those that raced past the swap. Forward before stopping: a
             # record put into the old queue after its listener's last drain would
@@ -517,7 +545,11 @@ class QueueHandler(logging.handlers.QueueHandler):
                 _orphans[name] = holding
             if previous is not None:
                 previous.forward(holding)
-        elif isinstance(listener, QueueListener) or getattr(listener, "_thread", None):
+        elif isinstance(listener, QueueListener):
+            with _logging_lock_released():
+                listener.stop()
+            _exit.report_losses([listener])
+        elif getattr(listener, "_thread", None):
             with _logging_lock_released():
                 listener.stop()  # type: ignore[union-attr]
         super().close()
@@ -545,6 +577,29 @@ def _logging_lock_released() -> Iterator[None]:
         yield
     finally:
         lock._acquire_restore(state)
+
+
+def _size_of(record: logging.LogRecord) -> int:
+    """The queue's estimate of a record's memory: its text, plus its traceback's frames.
+
+    Ordinary records (short text, no traceback) come out at :data:`RECORD_BYTES` and are
+    counted as such; see :mod:`aiolog._queue`.
+    """
+    msg = record.msg
+    if msg.__class__ is str:
+        text = len(msg)
+    elif isinstance(msg, dict):  # a structlog event dict
+        text = sum(len(value) for value in msg.values() if value.__class__ is str)
+    else:
+        text = 0
+    args = record.args
+    if args.__class__ is tuple:
+        for arg in args:
+            if arg.__class__ is str or arg.__class__ is bytes:
+                text += len(arg)
+    if text <= LARGE_TEXT and not record.exc_info:
+        return RECORD_BYTES
+    return RECORD_BYTES + text + (EXC_BYTES if record.exc_info else 0)
 
 
 def _freeze_message(record: logging.LogRecord, d: dict[str, Any]) -> None:

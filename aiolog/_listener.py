@@ -2,21 +2,34 @@
 
 ::
 
-    RecordQueue ──drain (batches)──► pump ──prepare once──► SinkRunner(buffer) ──► sink.write
-                                                        └─► SinkRunner(buffer) ──► sink.write
+    RecordQueue ──drain──► pump ──prepare once──► SinkRunner(buffer) ──► sink.write
+         ▲                  │                 └─► SinkRunner(buffer) ──► sink.write
+         └── backpressure ──┘  (takes only as many records as every buffer has room for)
 
 The pump drains the queue in batches, renders each record's message and traceback once
 (:meth:`QueueListener.prepare`), and fans the record out to one bounded buffer per sink.
-Each sink's runner writes its buffer in batches, so a sink that stalls fills only its own
-buffer and drops (counted) while the others go on. Flush barriers travel through the
-queue and the buffers like records, so :meth:`QueueListener.flush` returns exactly when
-everything logged before it has been written.
+Each sink's runner writes its buffer in batches.
+
+Nothing is dropped for a sink that makes progress: the pump takes from the queue only as
+many records as every buffer has room for, so when a sink is slower than the application
+the records wait in the queue, in order (backpressure), and the queue's overflow policy is
+the only place a burst can lose records. A sink that has finished no write for
+``stall_timeout`` seconds while its buffer is full is *stalled*: it no longer holds the
+pump back, and sheds (drops, counted) what does not fit in its buffer. It takes records
+again as its writes succeed again, and holds the pump back again once it has caught up
+(written all it holds). So a dead sink costs the others one ``stall_timeout`` pause, and
+a sink that only trickles cannot pace them.
+
+Every record offered to a sink ends up counted once, as written, filtered or dropped (by
+cause: stalled, error, deadline). A sink that lost records gets a notice record in its own
+output when it next writes (at most every ``report_interval`` seconds, and once more before
+it is closed). Flush barriers travel through the queue and the buffers like records, so
+:meth:`QueueListener.flush` returns exactly when everything logged before it was written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import contextlib
 import logging
@@ -28,23 +41,65 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._queue import RecordQueue
 from aiolog._record import get_message
 from aiolog.sinks._adapter import HandlerSink
-from aiolog.sinks._base import Sink
+from aiolog.sinks._base import Sink, WriteResult
 
-__all__ = ["QueueListener"]
+__all__ = ["DEFAULT_STALL_TIMEOUT", "QueueListener", "SinkLike", "stop_all"]
 
-_AnySink = Sink | HandlerSink
+#: Seconds without a finished write, buffer full, before a sink counts as stalled.
+DEFAULT_STALL_TIMEOUT = 2.0
 
 #: Every listener that was started and not collected: for the exit drain and for fork.
 _LISTENERS: weakref.WeakSet[QueueListener] = weakref.WeakSet()
 
+#: Called after a listener starts (the exit module arms multiprocessing's exit hook).
+START_HOOKS: list[Callable[[], None]] = []
+
 _notice_logger = "aiolog"
+
+_CAUSE_TEXT = {
+    "stalled": "while the sink was stalled",
+    "error": "to errors",
+    "deadline": "to the stop deadline",
+}
+
+#: Longest a final notice may take once the stop deadline has passed, in seconds.
+_FINAL_NOTICE_GRACE = 0.5
+
+_monotonic = time.monotonic
+
+
+class SinkLike(Protocol):
+    """What the listener needs of a sink: :class:`aiolog.sinks.Sink` has it all.
+
+    A plain :class:`logging.Handler` is adapted to it by
+    :class:`aiolog.sinks._adapter.HandlerSink`.
+    """
+
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def level(self) -> int: ...
+    def open(self) -> None: ...
+    def accepts(self, record: logging.LogRecord) -> bool: ...
+    async def write(self, records: list[logging.LogRecord]) -> int | WriteResult | None: ...
+    def sink_stats(self) -> dict[str, Any]: ...
+    async def aclose(self) -> None: ...
+    def release(self) -> None: ...
+    def after_fork(self) -> None: ...
+
+
+def adapt(handler: logging.Handler) -> SinkLike:
+    """The sink interface of ``handler``: itself for a Sink, an adapter otherwise."""
+    if isinstance(handler, Sink):
+        return handler
+    return HandlerSink(handler)
 
 
 def _resolve_none(future: asyncio.Future[None]) -> None:
@@ -58,15 +113,23 @@ def _resolve(future: asyncio.Future[bool]) -> None:
 
 
 class _Barrier:
-    """Counts sinks that have written everything queued before it; then wakes waiters."""
+    """Counts sinks that have written everything queued before it; then wakes waiters.
 
-    __slots__ = ("_callbacks", "_event", "_lock", "_pending")
+    :attr:`lost` becomes True when a record queued before the barrier was lost on the
+    way (each runner checks its counters when it takes the barrier and when it passes it),
+    so a flush can say "all written" or "not all written", not only "done".
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_callbacks", "_event", "_lock", "_pending", "lost", "snapshot")
+
+    def __init__(self, snapshot: dict[int, int], lost: bool = False) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._pending = 0
         self._callbacks: list[Callable[[], None]] = []
+        #: Each runner's loss total when the flush was asked for, by ``id(runner)``.
+        self.snapshot = snapshot
+        self.lost = lost
 
     def expect(self, n: int) -> None:
         self._pending = n
@@ -93,84 +156,165 @@ class _Barrier:
         callback()
 
     def wait(self, timeout: float | None) -> bool:
-        return self._event.wait(timeout)
+        """True when every sink passed the barrier within ``timeout`` and none lost a record."""
+        return self._event.wait(timeout) and not self.lost
+
+
+class _Mark:
+    """A barrier's place in one runner's buffer, with that runner's write losses then."""
+
+    __slots__ = ("barrier", "write_losses")
+
+    def __init__(self, barrier: _Barrier, write_losses: int) -> None:
+        self.barrier = barrier
+        self.write_losses = write_losses
 
 
 class _SinkRunner:
-    """One sink's bounded buffer and the task that writes it."""
+    """One sink's bounded buffer, its counters, and the task that writes it."""
 
     def __init__(self, handler: logging.Handler, listener: QueueListener) -> None:
         self.handler = handler
-        self.sink: _AnySink = handler if isinstance(handler, Sink) else HandlerSink(handler)
+        self.sink = adapt(handler)
+        self.listener = listener
         self.name = self.sink.display_name
         self.maxsize = listener.buffer_size
         self.max_bytes = listener.buffer_bytes
-        #: Estimated size of the buffered records: rendered message and traceback + 256.
-        self.bytes = 0
         self.max_batch = listener.max_batch
         self.check_level = listener.respect_handler_level
         self.buffer: collections.deque[Any] = collections.deque()
-        #: The estimated size of each item in :attr:`buffer` (0 for barriers).
+        #: The estimated size of each item in :attr:`buffer` (0 for marks).
         self.sizes: collections.deque[int] = collections.deque()
+        #: Estimated size of the buffered records: rendered message and traceback + 256.
+        self.bytes = 0
+        self.offered = 0
+        self.filtered = 0
         self.written = 0
-        self.dropped = 0
+        self.stalled_drops = 0
+        self.filter_errors = 0
+        self.write_errors = 0
+        self.deadline_drops = 0
+        self.notices = 0
         self.errors = 0
         self.last_error: str | None = None
         self.inflight = 0
+        #: True from when the sink was seen making no progress until it has caught up
+        #: (written its whole buffer): it sheds instead of holding the pump back.
+        self.stalled = False
+        #: When the sink last showed progress (a write that wrote something), or started
+        #: working after being idle: stall_timeout counts from here.
+        self.progress_at = _monotonic()
         self.closing = False
+        #: True while the task is working (not waiting for records).
+        self.busy = False
+        #: The task ended by the deadline (cancelled mid-write): no final notice then.
+        self.stuck = False
         self.event: asyncio.Event | None = None
         self.task: asyncio.Task[None] | None = None
+        #: The name in stats() and notices (the display name, made unique by the listener).
+        self.key = self.name
+        #: Losses already said in a notice of this sink: by sink (or "queue") and cause.
+        self.reported: dict[str, dict[str, int]] = {}
+        self.reported_total = 0
+        self.last_notice = -math.inf
+        #: Write a notice at the next chance, whatever report_interval says (recovery).
+        self.notice_now = False
+
+    # -- counters -------------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        return self.stalled_drops + self.filter_errors + self.write_errors + self.deadline_drops
+
+    def losses(self) -> dict[str, int]:
+        """This sink's losses so far, per cause (only causes with losses)."""
+        by_cause = {
+            "stalled": self.stalled_drops,
+            "error": self.filter_errors + self.write_errors,
+            "deadline": self.deadline_drops,
+        }
+        return {cause: n for cause, n in by_cause.items() if n}
+
+    def unreported(self) -> dict[str, dict[str, int]]:
+        """Losses (of every sink, and the queue's) not yet said in this sink's output."""
+        if self.listener.loss_total() == self.reported_total:
+            return {}
+        new: dict[str, dict[str, int]] = {}
+        for name, by_cause in self.listener.loss_table().items():
+            seen = self.reported.get(name, {})
+            diff = {c: n - seen.get(c, 0) for c, n in by_cause.items() if n > seen.get(c, 0)}
+            if diff:
+                new[name] = diff
+        return new
 
     def stats(self) -> dict[str, Any]:
-        errors = self.errors
-        last_error = self.last_error
-        own: dict[str, Any] = {}
-        if isinstance(self.sink, HandlerSink):
-            errors += self.sink.errors
-            last_error = self.sink.last_error or last_error
-        else:
-            own = dict(self.sink.sink_stats())
-            errors += own.pop("errors", 0)
-            last_error = own.pop("last_error", None) or last_error
+        own = dict(self.sink.sink_stats())
+        errors = self.errors + own.pop("errors", 0)
+        last_error = own.pop("last_error", None) or self.last_error
         return {
+            "offered": self.offered,
             "written": self.written,
+            "filtered": self.filtered,
             "dropped": self.dropped,
-            "errors": errors,
-            "buffered": len(self.buffer) + self.inflight,
+            "dropped_stalled": self.stalled_drops,
+            "dropped_error": self.filter_errors + self.write_errors,
+            "dropped_deadline": self.deadline_drops,
+            "buffered": self.offered - self.written - self.filtered - self.dropped,
             "buffered_bytes": self.bytes,
+            "stalled": self.stalled,
+            "notices": self.notices,
+            "errors": errors,
             "last_error": last_error,
             **own,
         }
 
+    # -- the pump's side ------------------------------------------------------------------
+
+    def room(self) -> int:
+        """How many more records the buffer takes before the pump must wait for it."""
+        if self.bytes >= self.max_bytes and self.buffer:
+            return 0
+        return self.maxsize - len(self.buffer)
+
     def offer(self, records: list[logging.LogRecord], sizes: list[int]) -> None:
         """Buffer what this sink takes of ``records`` (``sizes``: their estimated sizes).
 
-        The level (when asked) and the filters of an aiolog sink are applied here; a
-        plain handler's filters run on its worker thread, with its own copy. Beyond
-        either bound a record is dropped and counted. A filter that raises drops (and
-        counts) that record only.
+        The level (when asked) and :meth:`~aiolog.sinks.Sink.accepts` decide what is
+        filtered out. The pump sends no more than :meth:`room` allows, so nothing is
+        dropped here unless the sink is stalled and its buffer full. A filter that raises
+        loses (and counts) that record only.
         """
-        handler = self.handler
-        level = handler.level if self.check_level else 0
-        filtered = isinstance(self.sink, Sink) and bool(handler.filters)
+        self.offered += len(records)
+        level = self.sink.level if self.check_level else 0
+        if level.__class__ is not int:
+            try:
+                level = int(level)
+            except Exception as exc:  # a level that is not a number: the sink loses them
+                self.errors += 1
+                self.filter_errors += len(records)
+                self.last_error = f"bad level {level!r}: {type(exc).__name__}: {exc}"
+                return
+        sink = self.sink
         buffer, buffered_sizes = self.buffer, self.sizes
+        stalled = self.stalled
         maxsize, max_bytes = self.maxsize, self.max_bytes
         nbytes = self.bytes
         added = False
         for record, size in zip(records, sizes, strict=True):
             if record.levelno < level:
+                self.filtered += 1
                 continue
-            if filtered:
-                try:
-                    if not handler.filter(record):
-                        continue
-                except Exception as exc:
-                    self.errors += 1
-                    self.dropped += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
+            try:
+                if not sink.accepts(record):
+                    self.filtered += 1
                     continue
-            if len(buffer) >= maxsize or (nbytes + size > max_bytes and nbytes):
-                self.dropped += 1
+            except Exception as exc:
+                self.errors += 1
+                self.filter_errors += 1
+                self.last_error = f"filter failed: {type(exc).__name__}: {exc}"
+                continue
+            if stalled and (len(buffer) >= maxsize or (nbytes + size > max_bytes and nbytes)):
+                self.stalled_drops += 1
                 continue
             nbytes += size
             buffer.append(record)
@@ -178,92 +322,199 @@ class _SinkRunner:
             added = True
         self.bytes = nbytes
         if added:
+            if not self.busy:  # starting to work after a rest: stall_timeout counts from now
+                self.progress_at = _monotonic()
             assert self.event is not None
             self.event.set()
 
     def put_barrier(self, barrier: _Barrier) -> None:
-        self.buffer.append(barrier)
+        if self.dropped > barrier.snapshot.get(id(self), self.dropped):
+            barrier.lost = True  # a record queued before the flush is already lost
+        self.buffer.append(_Mark(barrier, self.write_errors + self.deadline_drops))
         self.sizes.append(0)
         assert self.event is not None
         self.event.set()
 
+    def discard(self, n: int) -> None:
+        """Count ``n`` records offered and lost to the stop deadline (left in the queue)."""
+        self.offered += n
+        self.deadline_drops += n
+
+    # -- the runner task ------------------------------------------------------------------
+
     async def run(self) -> None:
+        """Write the buffer in batches, in order; pass flush marks; write due notices."""
         event = self.event
         assert event is not None
         buffer, sizes = self.buffer, self.sizes
+        listener = self.listener
         while True:
+            self.busy = False
             await event.wait()
             event.clear()
+            self.busy = True
+            if self.notice_due():
+                await self.write_notice()
             while buffer:
                 batch: list[logging.LogRecord] = []
                 while buffer and len(batch) < self.max_batch:
                     item = buffer.popleft()
                     size = sizes.popleft()
-                    if type(item) is _Barrier:
+                    if type(item) is _Mark:
                         if batch:
                             await self._write(batch)
                             batch = []
-                        item.arrive()
+                        self._pass(item)
                     else:
                         self.bytes -= size
                         batch.append(item)
+                listener.room_freed()
                 if batch:
                     await self._write(batch)
+                if self.notice_due():
+                    await self.write_notice()
             if self.closing:
                 return
 
+    def _pass(self, mark: _Mark) -> None:
+        barrier = mark.barrier
+        if self.write_errors + self.deadline_drops > mark.write_losses:
+            barrier.lost = True
+        barrier.arrive()
+
     async def _write(self, batch: list[logging.LogRecord]) -> None:
-        self.inflight = len(batch)
+        n = len(batch)
+        self.inflight = n
         try:
-            failed = await self.sink.write(batch)
+            result = await self.sink.write(batch)
         except asyncio.CancelledError:  # the stop deadline passed mid-write
-            self.dropped += len(batch)
+            self.deadline_drops += n
+            self.stuck = True
             raise
         except Exception as exc:
             self.errors += 1
-            self.dropped += len(batch)
+            self.write_errors += n
             self.last_error = f"{type(exc).__name__}: {exc}"
         else:
-            n_failed = failed if isinstance(failed, int) else 0
-            self.written += len(batch) - n_failed
-            self.dropped += n_failed
+            if isinstance(result, WriteResult):
+                lost, filtered = result
+            else:
+                lost, filtered = (result if isinstance(result, int) else 0), 0
+            lost = min(max(lost, 0), n)
+            filtered = min(max(filtered, 0), n - lost)
+            written = n - lost - filtered
+            self.written += written
+            self.write_errors += lost
+            self.filtered += filtered
+            if written or filtered:
+                self.progress_at = _monotonic()
+                if self.stalled:
+                    self.notice_now = True  # say what was lost as soon as it writes again
+                    if not self.offered - self.written - self.filtered - self.dropped:
+                        self.stalled = False  # caught up: it holds the pump back again
         finally:
             self.inflight = 0
 
+    # -- notices --------------------------------------------------------------------------
+
+    def notice_due(self, final: bool = False) -> bool:
+        """True when losses wait to be said here and the report interval allows it."""
+        if not self.unreported():
+            return False
+        if final or self.notice_now:
+            return True
+        return _monotonic() - self.last_notice >= self.listener.report_interval
+
+    async def write_notice(self) -> None:
+        """Write one record saying what was lost since this sink's last notice.
+
+        It names this sink's own losses first, then the other sinks' and the queue's, so
+        that every output tells of a loss anywhere in the pipeline.
+        """
+        total_now = self.listener.loss_total()
+        table = self.listener.loss_table()
+        lost = self.unreported()
+        if not lost:
+            return
+        total = sum(sum(by_cause.values()) for by_cause in lost.values())
+        parts = []
+        for name in sorted(lost, key=lambda name: (name != self.key, name == "queue", name)):
+            by_cause = lost[name]
+            if name == "queue":
+                n = by_cause["queue_overflow"]
+                parts.append(f"{n} to queue overflow ({self.listener.queue_policy()})")
+                continue
+            what = ", ".join(f"{n} {_CAUSE_TEXT[cause]}" for cause, n in by_cause.items())
+            runner = self.listener.runner_named(name)
+            error = runner.stats()["last_error"] if runner is not None else None
+            if by_cause.get("error") and error:
+                what += f" (last error: {error})"
+            parts.append(f"{'this sink' if name == self.key else f'sink {name!r}'}: {what}")
+        message = (
+            f"aiolog lost {total} record{'s' if total != 1 else ''} since the last notice: "
+            + "; ".join(parts)
+        )
+        record = self.listener.notice_record(
+            logging.WARNING, message, {"aiolog_lost": lost, "aiolog_sink": self.key}
+        )
+        self.last_notice = _monotonic()
+        self.notice_now = False
+        try:
+            result = await self.sink.write([record])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return
+        if isinstance(result, WriteResult):
+            failed, filtered = result
+        else:
+            failed, filtered = (result if isinstance(result, int) else 0), 0
+        if failed:
+            return
+        if not filtered:
+            self.notices += 1
+        self.reported = table
+        self.reported_total = total_now
+
     def abandon(self) -> None:
-        """Count what is left in the buffer (the stop deadline passed)."""
-        lost = sum(1 for item in self.buffer if type(item) is not _Barrier)
+        """Count what is left in the buffer as lost to the deadline; release the marks."""
         for item in self.buffer:
-            if type(item) is _Barrier:
-                item.arrive()
+            if type(item) is _Mark:
+                item.barrier.lost = True
+                item.barrier.arrive()
+            else:
+                self.deadline_drops += 1
         self.buffer.clear()
         self.sizes.clear()
         self.bytes = 0
-        self.dropped += lost
 
 
 class QueueListener(logging.handlers.QueueListener):
     """A :class:`logging.handlers.QueueListener` that runs its sinks on an asyncio loop.
 
     ``QueueListener(queue, *handlers, respect_handler_level=False)`` is the stdlib
-    signature; the keyword-only options tune batching:
+    signature; the keyword-only options tune batching and backpressure:
 
     :param max_batch: most records taken from the queue, or written to a sink, at once.
     :param linger: seconds the listener waits after a batch to let the next one grow,
         so a busy application wakes it about ``1/linger`` times a second, not per record.
         It is also the longest the listener holds the interpreter lock for one batch at
-        a steady rate, hence the loop lag it can cause: the default 2 ms keeps that
-        under the lag an application's own logging causes (see docs/benchmarks.md).
+        a steady rate, hence the loop lag it can cause (see docs/benchmarks.md).
     :param idle_after: seconds without records after which the listener stops polling
         and sleeps until a producer wakes it. Waking costs the producer a system call,
         so a listener that polls on for a while spares applications that log every few
         milliseconds one per record.
-    :param buffer_size: each sink's bound in records: beyond it, records are dropped and
-        counted.
-    :param buffer_bytes: each sink's bound in (estimated) bytes: the rendered message and
+    :param buffer_size: each sink's buffer, in records. When a sink's buffer is full the
+        listener stops taking records from the queue until the sink makes room.
+    :param buffer_bytes: each sink's buffer in (estimated) bytes: the rendered message and
         traceback of each buffered record, plus 256. A record alone in an empty buffer is
         always taken, however large.
-    :param report_interval: least seconds between two drop notices.
+    :param stall_timeout: seconds a sink with a full buffer may go without finishing a
+        write before it counts as stalled: it then stops holding the others back and
+        drops (counted) what does not fit in its buffer, until it has caught up.
+    :param report_interval: least seconds between two loss notices in one sink.
     :param name: the listener thread's name.
 
     Handlers may be aiolog sinks (:class:`aiolog.sinks.Sink`) or any
@@ -285,37 +536,55 @@ class QueueListener(logging.handlers.QueueListener):
         idle_after: float = 0.02,
         buffer_size: int = 10_000,
         buffer_bytes: int = 64 * 1024 * 1024,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         report_interval: float = 5.0,
         name: str = "aiolog-listener",
     ) -> None:
         super().__init__(queue, *handlers, respect_handler_level=respect_handler_level)
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, not {max_batch!r}")
-        if buffer_size < 1:
-            raise ValueError(f"buffer_size must be at least 1, not {buffer_size!r}")
+        for option, value in (
+            ("max_batch", max_batch),
+            ("buffer_size", buffer_size),
+            ("buffer_bytes", buffer_bytes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{option} must be a positive integer, not {value!r}")
+        for option, seconds in (
+            ("linger", linger),
+            ("idle_after", idle_after),
+            ("stall_timeout", stall_timeout),
+            ("report_interval", report_interval),
+        ):
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, (int, float))
+                or not 0 <= seconds < math.inf
+            ):
+                raise ValueError(f"{option} must be a number of seconds >= 0, not {seconds!r}")
         self.max_batch = max_batch
         self.linger = linger
         self.idle_after = idle_after
         self.buffer_size = buffer_size
-        if buffer_bytes < 1:
-            raise ValueError(f"buffer_bytes must be at least 1, not {buffer_bytes!r}")
         self.buffer_bytes = buffer_bytes
+        self.stall_timeout = float(stall_timeout)
         self.report_interval = report_interval
         self.name = name
         self._thread = None
-        self._lock = threading.Lock()
+        # Reentrant: a SIGTERM handler may stop the listener while the thread it
+        # interrupted is inside stop() already.
+        self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._lingering: asyncio.Future[None] | None = None
         self._runners: list[_SinkRunner] = []
+        #: Items taken from the queue that did not fit in the buffers' byte bounds yet.
+        self._carry: list[Any] = []
+        self._waiting_for_room = False
         self._stopping = False
         self._deadline = 0.0
         self._clean = True
         self._bad_records = 0
         self._last_error: str | None = None
-        self._reported: dict[str, int] = {}
-        self._last_report = -math.inf
-        self._in_trouble = False
+        self._queue_dropped_at_start = 0
         self._pid = os.getpid()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -338,6 +607,8 @@ class QueueListener(logging.handlers.QueueListener):
                 return
             self._stopping = False
             self._clean = True
+            q = self.queue
+            self._queue_dropped_at_start = q.dropped if isinstance(q, RecordQueue) else 0
             ready = threading.Event()
             errors: list[BaseException] = []
             thread = threading.Thread(
@@ -351,13 +622,17 @@ class QueueListener(logging.handlers.QueueListener):
             self._thread = thread
             self._pid = os.getpid()
             _LISTENERS.add(self)
+        for hook in START_HOOKS:
+            hook()
 
     def stop(self, timeout: float = 5.0) -> bool:  # type: ignore[override]
         """Drain the queue into the sinks, close them, and end the thread.
 
-        Returns True when everything queued was written within ``timeout`` seconds. What
-        could not be written by then is counted as dropped and the thread is left to end
-        on its own (it is a daemon). Idempotent; safe to call from any thread but the
+        Returns True when every record given to the listener since it started was
+        written (or filtered out) by every sink, within ``timeout`` seconds: False when
+        any was lost, to overflow, a stalled or failing sink, or the deadline. What could
+        not be written by the deadline is counted as dropped and the thread is left to
+        end on its own (it is a daemon). Idempotent; safe to call from any thread but the
         listener's own (that returns False at once).
         """
         with self._lock:
@@ -366,14 +641,17 @@ class QueueListener(logging.handlers.QueueListener):
                 return True
             if thread is threading.current_thread():
                 return False
-            self._deadline = time.monotonic() + timeout
+            self._deadline = _monotonic() + timeout
             self._stopping = True
             self._wake()
             thread.join(timeout + 1.0)
             alive = thread.is_alive()
             self._thread = None
             _LISTENERS.discard(self)
-            return self._clean and not alive
+            q = self.queue
+            if isinstance(q, RecordQueue):
+                q.wake_waiters()  # producers blocked for room: nobody drains any more
+            return self._clean and not alive and not self.lost()
 
     def __enter__(self) -> QueueListener:
         self.start()
@@ -383,7 +661,12 @@ class QueueListener(logging.handlers.QueueListener):
         self.stop()
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Block until every record queued before the call is written; False on timeout."""
+        """Block until every record queued before the call is written.
+
+        Returns True when they all were, within ``timeout`` seconds; False on timeout, and
+        also when any record logged before the call was lost since the listener started
+        (queue overflow, a stalled or failing sink): "everything so far is written".
+        """
         barrier = self._send_barrier()
         if barrier is None:
             return bool(self.queue.qsize() == 0)
@@ -402,17 +685,27 @@ class QueueListener(logging.handlers.QueueListener):
 
         barrier.add_done_callback(wake)
         try:
-            return await asyncio.wait_for(done, timeout)
+            await asyncio.wait_for(done, timeout)
         except asyncio.TimeoutError:
             return False
+        return not barrier.lost
 
     def _send_barrier(self) -> _Barrier | None:
         thread = self._thread
         if thread is None or not thread.is_alive() or thread is threading.current_thread():
             return None
-        barrier = _Barrier()
+        # Anything lost already was logged before this call: the answer is False then.
+        barrier = _Barrier({id(r): r.dropped for r in self._runners}, self.loss_total() > 0)
         q = self.queue
         if isinstance(q, RecordQueue):
+            if q.overflow == "drop_oldest":
+                dropped = q.dropped
+
+                def evicted() -> None:
+                    if q.dropped > dropped:
+                        barrier.lost = True
+
+                barrier.add_done_callback(evicted)
             q.put_marker(barrier)
         else:
             try:
@@ -446,6 +739,16 @@ class QueueListener(logging.handlers.QueueListener):
             timer.cancel()
             self._lingering = None
 
+    @property
+    def held(self) -> int:
+        """Items the pump took from the queue and holds until the buffers have room."""
+        return len(self._carry)
+
+    def room_freed(self) -> None:
+        """Called by a runner that took records from its buffer: wake a waiting pump."""
+        if self._waiting_for_room and self._wakeup is not None:
+            self._wakeup.set()
+
     # -- the listener thread --------------------------------------------------------------
 
     def _run(self, ready: threading.Event, errors: list[BaseException]) -> None:
@@ -475,6 +778,11 @@ class QueueListener(logging.handlers.QueueListener):
         self._wakeup = asyncio.Event()
         try:
             self._runners = [_SinkRunner(h, self) for h in self.handlers]
+            keys: set[str] = set()
+            for i, runner in enumerate(self._runners):
+                if runner.key in keys or runner.key == "queue":
+                    runner.key = f"{runner.key}#{i}"
+                keys.add(runner.key)
             for runner in self._runners:
                 runner.event = asyncio.Event()
                 runner.sink.open()
@@ -494,34 +802,54 @@ class QueueListener(logging.handlers.QueueListener):
             await self._finish()
 
     async def _pump(self) -> None:
+        """Move records from the queue to the sinks' buffers, as fast as they make room.
+
+        Takes a batch only when every sink that is not stalled has room for it, renders
+        and dispatches it, lingers a moment so the next batch can grow, and sleeps when
+        the queue stays empty (a producer wakes it). Returns when stopping and the queue
+        is empty, or when the stop deadline passed (what is left is counted lost).
+        """
         q = self.queue
         ours = isinstance(q, RecordQueue)
         wakeup = self._wakeup
         assert wakeup is not None
-        chunk = max(1, min(self.max_batch, self.buffer_size // 2))
-        last_records = time.monotonic()
+        last_records = _monotonic()
+        last_check = last_records
+        self._carry = []
         while True:
-            items = q.drain(self.max_batch) if ours else self._drain_foreign()
+            if self._stopping and _monotonic() >= self._deadline:
+                carry, self._carry = self._carry, []
+                self._discard(carry)
+                self._discard_queue()
+                return
+            room, room_bytes = self._room()
+            if room <= 0:
+                await self._wait_for_room()
+                continue
+            items = self._carry
+            if len(items) < room:
+                want = room - len(items)
+                items += q.drain(want) if ours else self._drain_foreign(want)
+            now = _monotonic()
             if items:
-                last_records = time.monotonic()
-                # Hand out in slices no larger than half a sink buffer, letting the sink
-                # tasks run in between: a sink that keeps up must not drop just because
-                # the pump handed it a whole batch at once.
-                for start in range(0, len(items), chunk):
-                    if start:
-                        await asyncio.sleep(0)
-                    self._dispatch(items[start : start + chunk])
-                self._maybe_report()
-                if len(items) >= self.max_batch:
+                last_records = now
+                taken = self._dispatch(items, room_bytes)
+                self._carry = items[taken:]
+                if now - last_check >= 0.1:
+                    last_check = now
+                    self._nudge_notices()
+                if len(items) >= room:
                     await asyncio.sleep(0)
                 elif not self._stopping and self.linger > 0:
                     await self._linger()
                 continue
             if self._stopping:
+                if ours and q.forward_to is not None:
+                    q._forward()  # retired by a reconfigure: the successor writes the rest
                 return
-            if self._in_trouble:
-                self._maybe_report()
-            if self.linger > 0 and time.monotonic() - last_records < self.idle_after:
+            self._nudge_notices()
+            last_check = now
+            if self.linger > 0 and now - last_records < self.idle_after:
                 await self._linger()  # records may come again soon: poll, sparing wakes
                 continue
             wakeup.clear()
@@ -530,18 +858,66 @@ class QueueListener(logging.handlers.QueueListener):
                 if q.qsize():
                     q.idle = False
                     continue
-            timeout = None if ours else self.linger * 4
-            if self._in_trouble:
-                timeout = min(timeout or self.report_interval, self.report_interval)
+            timeout = None if ours else max(self.linger * 4, 0.001)
+            if self._pending_notices():  # wake to write them when the interval allows
+                interval = max(self.report_interval, 0.05)
+                timeout = interval if timeout is None else min(timeout, interval)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout)
             if ours:
                 q.idle = False
 
-    def _drain_foreign(self) -> list[Any]:
+    def _room(self) -> tuple[int, float]:
+        """What the pump may hand out now: records, and estimated bytes.
+
+        The least room of the buffers of sinks that are not stalled (a stalled sink does
+        not hold the others back). A buffer with room takes one more record of any size.
+        """
+        room = self.max_batch
+        room_bytes = math.inf
+        for runner in self._runners:
+            if not runner.stalled:
+                free = runner.room()
+                if free < room:
+                    room = free
+                free_bytes = runner.max_bytes - runner.bytes
+                if free_bytes < room_bytes:
+                    room_bytes = free_bytes
+        return room, room_bytes
+
+    async def _wait_for_room(self) -> None:
+        """Wait until a full buffer makes room, or mark the sinks behind it stalled."""
+        now = _monotonic()
+        full = [r for r in self._runners if not r.stalled and r.room() <= 0]
+        if not full and self._room()[0] > 0:
+            return
+        deadline = min(r.progress_at for r in full) + self.stall_timeout
+        if now >= deadline:
+            for runner in full:
+                if now >= runner.progress_at + self.stall_timeout:
+                    runner.stalled = True
+                    runner.last_error = (
+                        f"stalled: no write finished for {now - runner.progress_at:.1f}s "
+                        "with the buffer full; dropping until it writes again"
+                    )
+            return
+        if self._stopping:
+            deadline = min(deadline, self._deadline)
+        wakeup = self._wakeup
+        assert wakeup is not None
+        wakeup.clear()
+        self._waiting_for_room = True
+        try:
+            if self._room()[0] <= 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), max(0.0, deadline - now))
+        finally:
+            self._waiting_for_room = False
+
+    def _drain_foreign(self, limit: int) -> list[Any]:
         items = []
         get = self.queue.get_nowait
-        for _ in range(self.max_batch):
+        for _ in range(limit):
             try:
                 item = get()
             except Exception:
@@ -551,13 +927,51 @@ class QueueListener(logging.handlers.QueueListener):
             items.append(item)
         return items
 
-    def _dispatch(self, items: Iterable[Any]) -> None:
-        """Prepare each record once and hand them to every sink, barriers in order."""
+    def _discard_queue(self) -> None:
+        """The stop deadline passed: count what is still queued as lost, in every sink."""
+        q = self.queue
+        if isinstance(q, RecordQueue):
+            if q.forward_to is not None:  # retired by a reconfigure: the successor writes it
+                q._forward()
+                return
+            markers: list[Any] = []
+            n = q.discard_all(markers)
+            self._discard(markers)
+        else:
+            items = self._drain_foreign(sys.maxsize)
+            n = sum(1 for item in items if type(item) is not _Barrier)
+            self._discard([item for item in items if type(item) is _Barrier])
+        if n:
+            self._clean = False
+            for runner in self._runners:
+                runner.discard(n)
+
+    def _discard(self, items: list[Any]) -> None:
+        """Count ``items`` (taken, never dispatched) lost to the deadline; free flushes."""
+        n = 0
+        for item in items:
+            if type(item) is _Barrier:
+                item.lost = True
+                item.expect(0)
+            else:
+                n += 1
+        if n:
+            self._clean = False
+            for runner in self._runners:
+                runner.discard(n)
+
+    def _dispatch(self, items: list[Any], room_bytes: float = math.inf) -> int:
+        """Prepare each record once and hand them to every sink, barriers in order.
+
+        Stops before the record that would take the buffers past ``room_bytes`` (one
+        record always goes): returns how many of ``items`` were handed out.
+        """
         runners = self._runners
         prepare = self.prepare
         records: list[logging.LogRecord] = []
         sizes: list[int] = []
-        for item in items:
+        used = 0
+        for index, item in enumerate(items):
             if type(item) is _Barrier:
                 if records:
                     self._offer(records, sizes)
@@ -574,19 +988,19 @@ class QueueListener(logging.handlers.QueueListener):
                 self._bad_records += 1
                 self._last_error = f"bad record: {type(exc).__name__}: {exc}"
                 continue
+            used += size
+            if used > room_bytes and records:
+                self._offer(records, sizes)
+                return index
             records.append(record)
             sizes.append(size)
         if records:
             self._offer(records, sizes)
+        return len(items)
 
     def _offer(self, records: list[logging.LogRecord], sizes: list[int]) -> None:
         for runner in self._runners:
-            try:
-                runner.offer(records, sizes)
-            except Exception as exc:  # a level that is not an int, say: this sink loses them
-                runner.errors += 1
-                runner.dropped += len(records)
-                runner.last_error = f"{type(exc).__name__}: {exc}"
+            runner.offer(records, sizes)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Render the message and traceback once, into the record, for every sink.
@@ -608,7 +1022,12 @@ class QueueListener(logging.handlers.QueueListener):
         return record
 
     async def _finish(self) -> None:
-        """Let every sink write what it has, until the deadline; then close the sinks."""
+        """Let every sink write what it has, until the deadline; then close the sinks.
+
+        A sink that is still writing at the deadline is cancelled and what it held is
+        counted lost to the deadline; every other sink that lost records gets a final
+        notice before it is closed.
+        """
         runners = self._runners
         for runner in runners:
             runner.closing = True
@@ -616,109 +1035,131 @@ class QueueListener(logging.handlers.QueueListener):
                 runner.event.set()
         tasks = [r.task for r in runners if r.task is not None]
         if tasks:
-            remaining = max(0.0, self._deadline - time.monotonic())
+            remaining = max(0.0, self._deadline - _monotonic())
             _, pending = await asyncio.wait(tasks, timeout=remaining)
             for task in pending:
                 task.cancel()
             if pending:
                 self._clean = False
                 await asyncio.wait(pending, timeout=0.5)
-        q = self.queue
-        if isinstance(q, RecordQueue) and q.qsize():
-            if q.forward_to is not None:  # retired by a reconfigure: the successor writes it
-                q._forward()
-            else:
-                self._clean = False
-                q.discard_all()
         for runner in runners:
             if runner.buffer:
                 self._clean = False
                 runner.abandon()
+        finals = [
+            asyncio.ensure_future(runner.write_notice())
+            for runner in runners
+            if not runner.stuck and runner.notice_due(final=True)
+        ]
+        if finals:
+            grace = max(_FINAL_NOTICE_GRACE, self._deadline - _monotonic())
+            _, late = await asyncio.wait(finals, timeout=grace)
+            for task in late:
+                task.cancel()
         for runner in runners:
-            remaining = max(0.1, self._deadline - time.monotonic())
+            remaining = max(0.1, self._deadline - _monotonic())
             try:
                 await asyncio.wait_for(runner.sink.aclose(), remaining)
             except Exception as exc:
                 runner.errors += 1
                 runner.last_error = f"close failed: {type(exc).__name__}: {exc}"
-            if isinstance(runner.sink, Sink):
-                runner.sink.executor.shutdown(wait=False)
-        self._maybe_report(final=True)
+            runner.sink.release()
 
-    # -- notices --------------------------------------------------------------------------
+    # -- notices and losses ---------------------------------------------------------------
 
-    def _drop_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def queue_dropped(self) -> int:
+        """Records the queue dropped (overflow) since this listener started."""
         q = self.queue
         if isinstance(q, RecordQueue):
-            counts["queue"] = q.dropped
+            return q.dropped - self._queue_dropped_at_start
+        return 0
+
+    def queue_policy(self) -> str:
+        """The queue's overflow policy, for notices."""
+        return str(getattr(self.queue, "overflow", "bounded queue"))
+
+    def _pending_notices(self) -> bool:
+        return any(runner.unreported() for runner in self._runners)
+
+    def _nudge_notices(self) -> None:
+        """Wake the runners that have a notice due, so they write it even when idle."""
         for runner in self._runners:
-            counts[runner.name] = runner.dropped
-        return counts
+            if runner.event is not None and not runner.buffer and runner.notice_due():
+                runner.event.set()
 
-    def _maybe_report(self, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last_report < self.report_interval:
-            return
-        counts = self._drop_counts()
-        new = {k: v - self._reported.get(k, 0) for k, v in counts.items()}
-        new = {k: v for k, v in new.items() if v > 0}
-        if new:
-            self._reported = counts
-            self._last_report = now
-            self._in_trouble = True
-            parts = []
-            for key, n in new.items():
-                if key == "queue":
-                    assert isinstance(self.queue, RecordQueue)
-                    parts.append(f"queue full ({self.queue.overflow}): {n} dropped")
-                else:
-                    runner = next(r for r in self._runners if r.name == key)
-                    stats = runner.stats()
-                    detail = f"; last error: {stats['last_error']}" if stats["last_error"] else ""
-                    parts.append(f"sink {key!r}: {n} dropped or failed{detail}")
-            self._notice(
-                logging.WARNING,
-                "aiolog is losing records: " + "; ".join(parts),
-                {"aiolog_drops": new},
-            )
-        elif self._in_trouble and not final:
-            self._in_trouble = False
-            self._last_report = now
-            self._notice(logging.INFO, "aiolog recovered: no records lost since the last notice")
-
-    def _notice(self, level: int, message: str, extra: dict[str, Any] | None = None) -> None:
+    def notice_record(
+        self, level: int, message: str, extra: dict[str, Any] | None = None
+    ) -> logging.LogRecord:
+        """A record of aiolog's own (logger ``aiolog``), prepared like every other."""
         record = logging.LogRecord(_notice_logger, level, __file__, 0, message, None, None)
         record.taskName = None
+        record.aiolog_coro = None
+        record.aiolog_callback = None
+        record.aiolog_context = None
         if extra:
             record.__dict__.update(extra)
-        self._dispatch([record])
+        return self.prepare(record)
+
+    def loss_total(self) -> int:
+        """Every record lost since the listener started (queue overflow included)."""
+        return self.queue_dropped() + sum(runner.dropped for runner in self._runners)
+
+    def loss_table(self) -> dict[str, dict[str, int]]:
+        """Records lost since the listener started, by sink and cause (only losses).
+
+        The queue's overflow is under ``"queue"``: its records never reached a sink.
+        """
+        table: dict[str, dict[str, int]] = {}
+        overflow = self.queue_dropped()
+        if overflow:
+            table["queue"] = {"queue_overflow": overflow}
+        for runner in self._runners:
+            by_cause = runner.losses()
+            if by_cause:
+                table[runner.key] = by_cause
+        return table
+
+    def lost(self) -> dict[str, dict[str, int]]:
+        """:meth:`loss_table`: what was lost since the listener started, by sink and cause."""
+        return self.loss_table()
+
+    def runner_named(self, key: str) -> _SinkRunner | None:
+        """The runner of the sink named ``key`` in stats()."""
+        for runner in self._runners:
+            if runner.key == key:
+                return runner
+        return None
 
     # -- stats and fork -------------------------------------------------------------------
 
     def sink_stats(self) -> dict[str, dict[str, Any]]:
-        """Per-sink counters: written, dropped, errors, buffered, last_error.
+        """Per-sink counters (see docs/index.md, "Counters").
 
         Read from another thread, the numbers are a consistent-enough snapshot: each is
-        exact, but they are not read at one instant.
+        exact, but they are not read at one instant. After :meth:`stop`, ``offered`` is
+        exactly ``written + filtered + dropped`` for every sink.
         """
-        stats: dict[str, dict[str, Any]] = {}
-        for runner in self._runners:
-            name = runner.name
-            if name in stats:
-                name = f"{name}#{len(stats)}"
-            stats[name] = runner.stats()
-        return stats
+        return {runner.key: runner.stats() for runner in self._runners}
+
+    def writes_to_stderr(self) -> bool:
+        """True when one of the sinks writes to the process's standard error."""
+        for handler in self.handlers:
+            if getattr(handler, "url", None) == "stderr":
+                return True
+            stream = getattr(handler, "stream", None)
+            if stream is not None and stream in (sys.stderr, sys.__stderr__):
+                return True
+        return False
 
     def _after_fork_in_child(self) -> None:
         was_running = self._thread is not None
         self._thread = None
         self._loop = None
         self._wakeup = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._runners = []
-        self._reported = {}
-        self._in_trouble = False
+        self._carry = []
+        self._waiting_for_room = False
         if isinstance(self.queue, RecordQueue):
             self.queue.reset_after_fork()
         for handler in self.handlers:
@@ -726,6 +1167,11 @@ class QueueListener(logging.handlers.QueueListener):
                 handler.after_fork()
         if was_running:
             self.start()
+
+
+def listeners() -> list[QueueListener]:
+    """The listeners that are running, oldest first."""
+    return list(_LISTENERS)
 
 
 def _after_fork_in_child() -> None:
@@ -737,14 +1183,20 @@ def _after_fork_in_child() -> None:
             traceback.print_exc()
 
 
-def stop_all(timeout: float = 5.0) -> None:
-    """Stop every running listener (the exit drain), newest first."""
+def stop_all(timeout: float = 5.0) -> list[QueueListener]:
+    """Stop every running listener, newest first, within ``timeout`` seconds in all.
+
+    Returns the listeners it stopped.
+    """
+    deadline = _monotonic() + timeout
+    stopped = []
     for listener in reversed(list(_LISTENERS)):
-        listener.stop(timeout)
+        listener.stop(max(0.0, deadline - _monotonic()))
+        stopped.append(listener)
+    return stopped
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(stop_all)
 
 
 # -- sinks attached directly to a logger ---------------------------------------------------

@@ -88,15 +88,14 @@ import logging
 import logging.config
 import logging.handlers
 import queue as queue_module
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import Any
 
-from aiolog._listener import QueueListener, stop_all
-from aiolog._queue import RecordQueue
+from aiolog._exit import drain_on_sigterm
+from aiolog._listener import QueueListener
+from aiolog._queue import DEFAULT_MAX_BYTES, DEFAULT_MAXSIZE, DEFAULT_TIMEOUT, RecordQueue
 
 __all__ = [
     "QUEUE_OPTIONS",
@@ -107,13 +106,18 @@ __all__ = [
 ]
 
 #: Keys of a queue handler's dict that set up the queue aiolog makes.
-QUEUE_OPTIONS = ("maxsize", "overflow", "timeout")
+QUEUE_OPTIONS = ("maxsize", "max_bytes", "overflow", "timeout")
 
 #: Keys the 3.12+ configurator consumes itself before building the handler.
 _STDLIB_KEYS = frozenset({"queue", "listener", "handlers", "respect_handler_level"})
 
 #: The default bound, overflow policy and block timeout, as in :class:`aiolog.RecordQueue`.
-_QUEUE_DEFAULTS: dict[str, Any] = {"maxsize": 10_000, "overflow": "drop_newest", "timeout": 1.0}
+_QUEUE_DEFAULTS: dict[str, Any] = {
+    "maxsize": DEFAULT_MAXSIZE,
+    "max_bytes": DEFAULT_MAX_BYTES,
+    "overflow": "drop_newest",
+    "timeout": DEFAULT_TIMEOUT,
+}
 
 ListenerFactory = Callable[..., logging.handlers.QueueListener]
 
@@ -136,6 +140,7 @@ def listener(**options: Any) -> ListenerFactory:
         "idle_after",
         "buffer_size",
         "buffer_bytes",
+        "stall_timeout",
         "report_interval",
         "name",
     }
@@ -230,7 +235,9 @@ def make_queue(spec: Any) -> Any:
 def record_queue(options: Mapping[str, Any]) -> RecordQueue:
     """A :class:`aiolog.RecordQueue` from ``maxsize``/``overflow``/``timeout`` options."""
     merged = {**_QUEUE_DEFAULTS, **options}
-    return RecordQueue(merged["maxsize"], merged["overflow"], merged["timeout"])
+    return RecordQueue(
+        merged["maxsize"], merged["overflow"], merged["timeout"], max_bytes=merged["max_bytes"]
+    )
 
 
 def is_stdlib_default_queue(q: Any) -> bool:
@@ -301,51 +308,6 @@ def restore_for_retry() -> None:
         original = frame.f_locals.get("config_copy")
         if isinstance(config, dict) and isinstance(original, dict):
             config.update(original)
-
-
-def drain_on_sigterm(timeout: float = 5.0) -> bool:
-    """Drain aiolog's listeners when a SIGTERM would kill the process outright.
-
-    With SIGTERM's default disposition the process dies at once: no :mod:`atexit` hook
-    runs, so records still queued are lost. That is also how uvicorn ends after a
-    graceful shutdown: it restores the handler it found and raises the signal again.
-    This installs, in place of the default disposition only, a handler that stops every
-    running listener (each drains into its sinks, within ``timeout`` seconds) and then
-    dies of the signal the default way, so the exit status is unchanged.
-
-    Called for handlers built by :func:`logging.config.dictConfig` (the configuration
-    runs before a server such as uvicorn takes the signals over, and the server restores
-    this handler afterwards). Returns True when the handler is (now) installed. Does
-    nothing off the main thread, or when SIGTERM already has a handler.
-
-    .. versionadded:: 0.1.0
-    """
-    global _drain_timeout
-    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
-        return False
-    try:
-        current = signal.getsignal(signal.SIGTERM)
-        if current is _drain_then_die:
-            _drain_timeout = timeout
-            return True
-        if current is not signal.SIG_DFL:
-            return False
-        _drain_timeout = timeout
-        signal.signal(signal.SIGTERM, _drain_then_die)
-    except (ValueError, OSError):  # not the main interpreter, or no signals here
-        return False
-    return True
-
-
-_drain_timeout = 5.0
-
-
-def _drain_then_die(signum: int, frame: FrameType | None) -> None:
-    try:
-        stop_all(_drain_timeout)
-    finally:
-        signal.signal(signum, signal.SIG_DFL)
-        signal.raise_signal(signum)
 
 
 def caller_frame() -> FrameType | None:

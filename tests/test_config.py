@@ -97,7 +97,11 @@ def test_explicit_url_format_wins_over_default(
         ({"sinks": ["stderr"], "level": "LOUD"}, "LOUD"),
         ({"sinks": ["stderr"], "format": "xml"}, "xml"),
         ({"sinks": ["stderr"], "overflow": "explode"}, "explode"),
-        ({"sinks": ["stderr"], "queue_size": 0}, "maxsize"),
+        ({"sinks": ["stderr"], "queue_size": 0}, "queue_size"),
+        ({"sinks": ["stderr"], "queue_bytes": 0}, "queue_bytes"),
+        ({"sinks": ["stderr"], "stall_timeout": -1}, "stall_timeout"),
+        ({"sinks": ["stderr"], "block_timeout": "x"}, "block_timeout"),
+        ({"sinks": ["stderr"], "exit_timeout": float("nan")}, "exit_timeout"),
         ({"sinks": ["stderr"], "sink_buffer": 0}, "sink_buffer"),
         ({"sinks": ["stderr"], "sink_buffer_bytes": -1}, "sink_buffer_bytes"),
         ({"sinks": ["file:/proc/aiolog-cannot-write/x.log"]}, "/proc/aiolog-cannot-write"),
@@ -140,8 +144,22 @@ def test_stats_shape() -> None:
     assert 10 == stats["queue"]["enqueued"]
     assert 0 == stats["queue"]["dropped"]
     assert 0 == stats["queue"]["depth"]
-    expected = {"written": 10, "dropped": 0, "errors": 0, "buffered": 0, "buffered_bytes": 0}
-    assert {**expected, "last_error": None} == stats["sinks"]["mem"]
+    expected = {
+        "offered": 10,
+        "written": 10,
+        "filtered": 0,
+        "dropped": 0,
+        "dropped_stalled": 0,
+        "dropped_error": 0,
+        "dropped_deadline": 0,
+        "buffered": 0,
+        "buffered_bytes": 0,
+        "stalled": False,
+        "notices": 0,
+        "errors": 0,
+        "last_error": None,
+    }
+    assert expected == stats["sinks"]["mem"]
 
 
 def test_queue_overflow_is_counted_exactly() -> None:

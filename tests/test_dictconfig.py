@@ -118,7 +118,8 @@ def test_queue_is_bounded_and_shared_with_the_listener() -> None:
     logging.config.dictConfig(config(("sink", CaptureSink())))
     handler = queue_handler()
     assert isinstance(handler.queue, RecordQueue)
-    assert 10_000 == handler.queue.maxsize
+    assert 200_000 == handler.queue.maxsize
+    assert 128 * 1024 * 1024 == handler.queue.max_bytes
     assert "drop_newest" == handler.queue.overflow
     assert handler.queue is listener_of(handler).queue
 

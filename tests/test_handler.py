@@ -53,7 +53,7 @@ def test_stdlib_constructor_shape(logger: logging.Logger) -> None:
     assert q is QueueHandler(q).queue
     own = QueueHandler()
     assert isinstance(own.queue, RecordQueue)
-    assert 10_000 == own.queue.maxsize
+    assert 200_000 == own.queue.maxsize
 
 
 def test_other_handlers_see_the_record_unmodified(logger: logging.Logger) -> None:

@@ -143,13 +143,37 @@ def test_aflush_does_not_block_the_loop(logger: logging.Logger, blockbuster: Any
         listener.stop()
 
 
-def test_a_stalled_sink_does_not_delay_the_others(logger: logging.Logger) -> None:
-    """While one sink hangs, the other gets every record; the stalled one drops, counted."""
+def test_a_slow_sink_gets_backpressure_not_drops(logger: logging.Logger) -> None:
+    """A sink that is slow but writing holds the pump back: records wait in the queue."""
     slow = CaptureSink("slow")
-    slow.addFilter(not_notice)
     fast = CaptureSink("fast")
-    fast.addFilter(not_notice)
-    handler, listener = pair(slow, fast, buffer_size=50)
+    handler, listener = pair(slow, fast, buffer_size=50, stall_timeout=3600)
+    logger.addHandler(handler)
+    with listener:
+        slow.hold()
+        logger.info("first")
+        assert slow.entered.wait(5)
+        for i in range(500):
+            logger.info("n=%d", i)
+        assert fast.wait_for(51, 5)
+        assert 450 == handler.queue.qsize()  # the rest waits in the queue, in order
+        assert listener.flush(0.05) is False  # held back, not lost
+        stats = listener.sink_stats()
+        assert 0 == stats["slow"]["dropped"]
+        assert 51 == stats["slow"]["buffered"]  # 50 in the buffer + 1 being written
+        assert 51 == stats["fast"]["offered"]  # the pump waits for the slow sink
+        slow.release()
+        assert listener.flush(5)
+    assert ["first", *(f"n={i}" for i in range(500))] == slow.messages
+    assert slow.messages == fast.messages
+    assert all(0 == s["dropped"] for s in listener.sink_stats().values())
+
+
+def test_a_stalled_sink_does_not_delay_the_others(logger: logging.Logger) -> None:
+    """After stall_timeout a sink that writes nothing sheds, counted; the others go on."""
+    slow = CaptureSink("slow")
+    fast = CaptureSink("fast")
+    handler, listener = pair(slow, fast, buffer_size=50, stall_timeout=0.05)
     logger.addHandler(handler)
     with listener:
         slow.hold()
@@ -160,39 +184,47 @@ def test_a_stalled_sink_does_not_delay_the_others(logger: logging.Logger) -> Non
         assert fast.wait_for(501, 5), (len(fast.records), listener.sink_stats())
         stats = listener.sink_stats()
         assert 0 == stats["fast"]["dropped"]
-        assert 50 == stats["slow"]["buffered"] - 1  # 50 queued + 1 in flight
-        assert 450 == stats["slow"]["dropped"]
+        assert stats["slow"]["stalled"] is True
+        assert 51 == stats["slow"]["buffered"]  # 50 queued + 1 in flight
+        assert 450 == stats["slow"]["dropped_stalled"]
+        assert "stalled" in stats["slow"]["last_error"]
         slow.release()
-        assert listener.flush(5)
+        assert listener.flush(5) is False  # records queued before the flush were lost
         stats = listener.sink_stats()
-    assert 51 == len(slow.records)
-    assert 51 == stats["slow"]["written"]
+    written = [r for r in slow.records if not_notice(r)]
+    assert ["first", *(f"n={i}" for i in range(50))] == [r.message for r in written]
+    assert stats["slow"]["stalled"] is False  # it wrote again
+    assert 501 == stats["slow"]["offered"]
     assert 501 == stats["slow"]["written"] + stats["slow"]["dropped"]
+    notices = [r for r in slow.records if r.name == "aiolog"]
+    assert 1 == len(notices)  # said in its own output as soon as it wrote again
+    assert {"slow": {"stalled": 450}} == notices[0].aiolog_lost
+    assert "this sink: 450 while the sink was stalled" in notices[0].message
+    assert slow.records.index(notices[0]) == 1  # right after the write that recovered
 
 
 def test_a_raising_sink_is_counted_and_the_listener_survives(logger: logging.Logger) -> None:
     """A sink that raises has its batches counted as errors; others and the thread go on."""
     bad = CaptureSink("bad", fail=OSError("disk on fire"))
-    bad.addFilter(not_notice)
     good = CaptureSink("good")
-    good.addFilter(not_notice)
     handler, listener = pair(bad, good)
     logger.addHandler(handler)
     with listener:
         for i in range(10):
             logger.info("n=%d", i)
-            assert listener.flush(5)
+            assert listener.flush(5) is False  # bad lost it
         stats = listener.sink_stats()["bad"]
         assert listener.running
-    assert 10 == len(good.records)
+    assert [f"n={i}" for i in range(10)] == [r.message for r in good.records if not_notice(r)]
     assert 10 == stats["dropped"]
-    assert 10 == stats["errors"]
+    assert 10 == stats["dropped_error"]
+    assert 10 <= stats["errors"]  # one per batch, and one per notice it failed to write
     assert 0 == stats["written"]
     assert "OSError: disk on fire" == stats["last_error"]
 
 
-def test_drops_are_reported_by_a_notice(logger: logging.Logger) -> None:
-    """A failing sink produces one aiolog warning record in the other sinks."""
+def test_losses_are_said_in_every_sink(logger: logging.Logger) -> None:
+    """A failing sink's losses reach the other sinks' output in one notice per interval."""
     bad = CaptureSink("bad", fail=RuntimeError("nope"))
     good = CaptureSink("good")
     handler, listener = pair(bad, good, report_interval=3600)
@@ -200,12 +232,15 @@ def test_drops_are_reported_by_a_notice(logger: logging.Logger) -> None:
     with listener:
         for _ in range(3):
             logger.info("x")
-            assert listener.flush(5)
+            assert listener.flush(5) is False
     notices = [r for r in good.records if r.name == "aiolog"]
-    assert 1 == len(notices)
+    assert 2 == len(notices)  # the first loss at once, the rest in a final one at stop
     assert logging.WARNING == notices[0].levelno
-    assert "sink 'bad'" in notices[0].message
-    assert "RuntimeError: nope" in notices[0].message
+    assert "sink 'bad': 1 to errors (last error: RuntimeError: nope)" in notices[0].message
+    assert {"bad": {"error": 1}} == notices[0].aiolog_lost
+    assert {"bad": {"error": 2}} == notices[1].aiolog_lost
+    assert 2 == listener.sink_stats()["good"]["notices"]
+    assert 3 == listener.sink_stats()["good"]["written"]  # notices are not records
 
 
 def test_records_soon_after_others_do_not_wake_the_listener(logger: logging.Logger) -> None:
@@ -285,7 +320,7 @@ def test_plain_handler_errors_are_counted_not_printed(
     with listener:
         for _ in range(5):
             logger.info("x")
-        assert listener.flush(5)
+        assert listener.flush(5) is False
         stats = listener.sink_stats()["failing"]
     assert 5 == stats["errors"]
     assert 5 == stats["dropped"]
@@ -458,10 +493,9 @@ def test_a_sinks_own_counters_are_merged_into_stats(logger: logging.Logger) -> N
 
 
 def test_sink_buffers_are_bounded_by_bytes_too(logger: logging.Logger) -> None:
-    """A stalled sink holds at most buffer_bytes of records; the rest is dropped, counted."""
+    """A held sink's buffer stops taking records at buffer_bytes; the rest waits queued."""
     sink = CaptureSink("slow")
-    sink.addFilter(not_notice)
-    handler, listener = pair(sink, buffer_bytes=10 * (1000 + 256))
+    handler, listener = pair(sink, buffer_bytes=10 * (1000 + 256), stall_timeout=3600)
     logger.addHandler(handler)
     with listener:
         sink.hold()
@@ -472,10 +506,11 @@ def test_sink_buffers_are_bounded_by_bytes_too(logger: logging.Logger) -> None:
         assert listener.flush(0.05) is False
         stats = listener.sink_stats()["slow"]
         assert 10 * (1000 + 256) == stats["buffered_bytes"]
-        assert 40 == stats["dropped"]
+        assert 0 == stats["dropped"]
+        assert 41 == handler.queue.qsize() + listener.held  # 40 records + the flush, in order
         sink.release()
         assert listener.flush(5)
-    assert 11 == len(sink.records)
+    assert 51 == len(sink.records)
     assert 0 == listener.sink_stats()["slow"]["buffered_bytes"]
 
 

@@ -11,11 +11,13 @@ import pytest
 from aiolog import RecordQueue
 
 
-def test_default_bound_is_ten_thousand() -> None:
-    """The default queue holds 10 000 records and drops the newest beyond that."""
+def test_default_bound_holds_a_burst() -> None:
+    """The default queue holds 200 000 records or 128 MiB and drops the newest beyond."""
     q = RecordQueue()
-    assert 10_000 == q.maxsize
+    assert 200_000 == q.maxsize
+    assert 128 * 1024 * 1024 == q.max_bytes
     assert "drop_newest" == q.overflow
+    assert 5.0 == q.timeout
 
 
 def test_drop_newest_keeps_the_first_and_counts_the_rest() -> None:

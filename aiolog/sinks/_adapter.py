@@ -12,9 +12,11 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiolog._executor import DaemonExecutor
 from aiolog._record import QueuedRecord
+from aiolog.sinks._base import WriteResult
 
 __all__ = ["HandlerSink"]
 
@@ -24,9 +26,13 @@ _new_record = logging.LogRecord.__new__
 class HandlerSink:
     """Drive ``handler`` from the listener: batches go to a worker thread of its own.
 
-    Each record is handed over as a shallow copy: stdlib formatters write
+    It has the interface of :class:`aiolog.sinks.Sink`, so the listener treats every sink
+    alike. Each record is handed over as a shallow copy: stdlib formatters write
     ``record.message``, ``record.asctime`` and ``record.exc_text`` into the record they
-    format, and two handlers on two worker threads must not race on one object.
+    format, and filters may add attributes, and two handlers on two worker threads must not
+    race on one object. The handler's filters therefore run on its worker, on its copy
+    (:meth:`accepts` lets every record through), and what they leave out is reported as
+    filtered.
 
     The handler's own ``handleError`` (which prints a traceback per failed record) is
     replaced, while the adapter is attached, by one that counts the failure; the listener
@@ -45,10 +51,19 @@ class HandlerSink:
         """The handler's name, else its class name."""
         return self.handler.name or type(self.handler).__name__
 
+    @property
+    def level(self) -> int:
+        """The handler's level."""
+        return self.handler.level
+
     def open(self) -> None:
         """Start the worker thread and route the handler's errors to this adapter."""
         self.executor.start()
         self.handler.handleError = self._handle_error  # type: ignore[method-assign]
+
+    def accepts(self, record: logging.LogRecord) -> bool:
+        """Always True: the handler's filters run on its worker, on its own copy."""
+        return True
 
     def _handle_error(self, record: logging.LogRecord) -> None:
         exc = sys.exc_info()[1]
@@ -56,44 +71,47 @@ class HandlerSink:
         self._failed_in_batch += 1
         self.last_error = f"{type(exc).__name__}: {exc}" if exc is not None else "handler error"
 
-    def _handle_batch(self, records: Sequence[logging.LogRecord]) -> int:
+    def _handle_batch(self, records: Sequence[logging.LogRecord]) -> WriteResult:
         self._failed_in_batch = 0
-        handle = self.handler.handle
+        filtered = 0
+        handler = self.handler
         for record in records:
             copy: logging.LogRecord = _new_record(logging.LogRecord)
             copy.__dict__ = record.__dict__.copy()
             if record.__class__ is QueuedRecord:  # its context is kept in a slot
                 copy.aiolog_context = record.aiolog_context
             try:
-                handle(copy)
+                if handler.handle(copy) is False:
+                    filtered += 1
             except Exception as exc:  # a handler that raises past its own emit guard
                 self._handle_error_from(exc)
-        return self._failed_in_batch
+        return WriteResult(lost=self._failed_in_batch, filtered=filtered)
 
     def _handle_error_from(self, exc: BaseException) -> None:
         self.errors += 1
         self._failed_in_batch += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
 
-    async def write(self, records: Sequence[logging.LogRecord]) -> int:
-        """Hand the batch to the worker; return how many records the handler failed on."""
+    async def write(self, records: Sequence[logging.LogRecord]) -> WriteResult:
+        """Hand the batch to the worker; say how many records failed or were filtered."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self._handle_batch, records)
 
+    def sink_stats(self) -> dict[str, Any]:
+        """The failures the adapter counted (``errors``, ``last_error``)."""
+        return {"errors": self.errors, "last_error": self.last_error}
+
     async def aclose(self) -> None:
-        """Flush the handler (on its worker) and give it back its own error handling.
+        """Flush the handler on its worker.
 
         The handler is not closed: it belongs to whoever made it (``logging.shutdown``
         closes it at exit).
         """
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self.executor, self.handler.flush)
-        finally:
-            self.detach()
+        await loop.run_in_executor(self.executor, self.handler.flush)
 
-    def detach(self) -> None:
-        """Restore the handler's own ``handleError`` and let the worker thread end."""
+    def release(self) -> None:
+        """Give the handler back its own ``handleError`` and let the worker thread end."""
         if self.handler.__dict__.get("handleError") == self._handle_error:
             del self.handler.__dict__["handleError"]
         self.executor.shutdown(wait=False)

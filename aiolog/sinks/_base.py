@@ -3,6 +3,8 @@
 A sink is what the listener writes to. Like an httpx transport it is small: one coroutine
 that writes a batch, one that releases resources. It is still a ``logging.Handler`` so that
 ``logging.config.dictConfig`` can build it, give it a formatter and a level, and close it.
+A plain ``logging.Handler`` is adapted to the same interface once, when the listener
+starts (:class:`aiolog.sinks._adapter.HandlerSink`): the listener knows one shape.
 
 Lifecycle, driven by :class:`aiolog.QueueListener`:
 
@@ -10,15 +12,25 @@ Lifecycle, driven by :class:`aiolog.QueueListener`:
     Synchronous, idempotent, called on the listener's thread when the listener starts (and
     again in a forked child). Start worker threads here, never lazily: Python 3.12+ refuses
     to start threads during interpreter shutdown, when the exit drain runs.
+``accepts(record)``
+    Called on the listener's loop for each record that passed the level check: False
+    leaves the record out (counted as ``filtered``). The default applies the handler's
+    filters.
 ``await write(records)``
     Called on the listener's event loop with a non-empty batch, in order, never
     concurrently with itself. Format with :meth:`logging.Handler.format`. Raise to report a
-    failure: the listener counts the batch as dropped and records the error; or return how
-    many records of the batch are known lost. Blocking work goes to :attr:`executor`, not
-    the loop. Counters of the sink's own (retries...) come from :meth:`sink_stats`.
+    failure: the listener counts the batch as lost and records the error; or return how
+    many records of the batch are known lost (an ``int``), or a :class:`WriteResult`.
+    Blocking work goes to :attr:`executor`, not the loop. While ``write`` has not returned,
+    the listener keeps the sink's next records in its bounded buffer; when that is full it
+    stops taking records from the queue (backpressure) until the sink makes progress, or
+    marks the sink stalled after ``stall_timeout`` seconds without any. Counters of the
+    sink's own (retries...) come from :meth:`sink_stats`.
 ``await aclose()``
     Called on the listener's loop when the listener stops. Release connections and files; a
     later ``write`` may open them again.
+``release()``
+    Called after ``aclose``: let the sink's worker threads end.
 ``after_fork()``
     Called in a forked child before the listener restarts: forget, without closing, what
     belongs to the parent (sockets, file objects, threads).
@@ -32,11 +44,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiolog._executor import DaemonExecutor
 
-__all__ = ["Sink"]
+__all__ = ["Sink", "WriteResult"]
+
+
+class WriteResult(NamedTuple):
+    """What a :meth:`Sink.write` may return when it did not write every record.
+
+    ``lost``: records of the batch that did not make it (counted as dropped, cause
+    "error"). ``filtered``: records the sink left out on purpose (a plain handler's own
+    filters). The rest of the batch counts as written.
+    """
+
+    lost: int = 0
+    filtered: int = 0
 
 
 class Sink(logging.Handler):
@@ -71,7 +95,11 @@ class Sink(logging.Handler):
         """Prepare to write; the default starts :attr:`executor`'s thread."""
         self.executor.start()
 
-    async def write(self, records: Sequence[logging.LogRecord]) -> int | None:
+    def accepts(self, record: logging.LogRecord) -> bool:
+        """True when the sink's filters let ``record`` through (the listener asks)."""
+        return not self.filters or bool(self.filter(record))
+
+    async def write(self, records: Sequence[logging.LogRecord]) -> int | WriteResult | None:
         """Write a batch of records.
 
         Return None (or 0) when all were written, or how many of them are known lost (a
@@ -89,6 +117,11 @@ class Sink(logging.Handler):
 
     async def aclose(self) -> None:
         """Release connections and files; the default does nothing."""
+
+    def release(self) -> None:
+        """Let the worker thread end once its queued work is done (after :meth:`aclose`)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     def after_fork(self) -> None:
         """Forget the parent's resources in a forked child."""

@@ -161,7 +161,8 @@ class _Peer:
 class TcpPeer(_Peer):
     """A TCP server that records the bytes it receives (all connections, in order).
 
-    :param stall: accept connections but never read from them (a stalled consumer).
+    :param stall: accept connections but read nothing from them (a stalled consumer)
+        until :meth:`resume`.
     :param ssl_context: serve TLS with this context.
     :param sock: a socket from :func:`reserve_port`; the peer listens on it only at
         :meth:`listen`, so connects are refused until then.
@@ -187,6 +188,7 @@ class TcpPeer(_Peer):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._loop = _LoopThread(f"tcp-peer:{self.port}")
+        self._resumed: asyncio.Event = self._loop.call(asyncio.Event)
 
     @property
     def data(self) -> bytes:
@@ -217,7 +219,8 @@ class TcpPeer(_Peer):
         self._writers.append(writer)
         if self.stall:
             writer.transport.pause_reading()
-            return
+            await self._resumed.wait()
+            writer.transport.resume_reading()
         with contextlib.suppress(OSError, ssl.SSLError):
             while chunk := await reader.read(65536):
                 with self._arrived:
@@ -233,6 +236,15 @@ class TcpPeer(_Peer):
     def wait_for_bytes(self, size: int, timeout: float = 10.0) -> bool:
         """Block until ``size`` bytes arrived in all; False on timeout."""
         return self.wait_for(lambda peer: sum(map(len, peer.chunks)) >= size, timeout)
+
+    def resume(self) -> None:
+        """A stalled peer starts reading: what waited in the socket buffers arrives."""
+
+        def go() -> None:
+            self.stall = False
+            self._resumed.set()
+
+        self._loop.call(go)
 
     def drop_clients(self) -> None:
         """Close every client connection (the peer goes away mid-stream), keep listening."""
