@@ -19,6 +19,8 @@ Configured in code or by URL::
 from __future__ import annotations
 
 import asyncio
+import bisect
+import calendar
 import codecs
 import concurrent.futures
 import contextlib
@@ -59,7 +61,9 @@ _WHEN_ALIASES = {"HOURLY": "H", "DAILY": "D"}
 _WHENS = frozenset(_INTERVALS) | {"MIDNIGHT"} | {f"W{day}" for day in range(7)}
 
 _STAMP_FORMAT = "%Y-%m-%dT%H-%M-%S"
-_STAMP_RE = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}"
+#: The stamp in a rotated file's name: local time to the second, then six digits of
+#: microseconds. Fixed width, so that names sort by their text in time order.
+_STAMP_RE = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{6}"
 
 #: Keys a ``file:`` URL's query may set: the keyword options of :class:`FileSink`.
 _URL_OPTIONS = frozenset(
@@ -147,6 +151,27 @@ def _next_rollover(when: str, now: float) -> float:
     if when.startswith("W"):
         day += datetime.timedelta(days=(int(when[1]) - day.weekday()) % 7)
     return datetime.datetime.combine(day, datetime.time()).timestamp()
+
+
+def _wall_clock_us(stamp: float) -> int:
+    """Return the local wall-clock time of *stamp* in microseconds, read as if it were UTC.
+
+    These numbers order exactly as the stamps in rotated names do, even when local time
+    goes back (the hour repeated at the end of daylight-saving time).
+    """
+    seconds, micro = divmod(round(stamp * 1_000_000), 1_000_000)
+    return calendar.timegm(time.localtime(seconds)) * 1_000_000 + micro
+
+
+def _stamp_text(wall_us: int) -> str:
+    """Return ``YYYY-MM-DDTHH-MM-SS.ffffff`` for a :func:`_wall_clock_us` value."""
+    seconds, micro = divmod(wall_us, 1_000_000)
+    return f"{time.strftime(_STAMP_FORMAT, time.gmtime(seconds))}.{micro:06d}"
+
+
+def _describe(exc: BaseException) -> str:
+    """Return ``"TypeName: message"``, as the listener shows errors."""
+    return f"{type(exc).__name__}: {str(exc) or repr(exc)}"
 
 
 def _notice(message: str) -> None:
@@ -244,11 +269,25 @@ class FileSink(Sink):
         included, are written as backslash escapes rather than failing the batch.
     :param level: The handler's level.
 
-    A rotated file is renamed ``{stem}.{YYYY-MM-DDTHH-MM-SS}{suffix}`` next to the file
-    (``app.jsonl`` becomes ``app.2026-11-24T21-25-22.jsonl``), stamped with the local time
-    of the rotation (for time rotation, the scheduled time), with ``.1``, ``.2``, ... before
-    the suffix if that name is taken, and ``.gz`` appended once compressed. Retention only
+    A rotated file is renamed ``{stem}.{YYYY-MM-DDTHH-MM-SS.ffffff}{suffix}`` next to the
+    file (``app.jsonl`` becomes ``app.2026-11-24T21-25-22.348051.jsonl``), stamped with the
+    local time of the rotation to the microsecond (for time rotation, the scheduled time),
+    with ``.gz`` appended once compressed. The sink's stamps only increase: one that is not
+    later than the last (rotations faster than the clock, a clock set back, the hour
+    repeated when daylight-saving time ends) or whose name is taken moves on by one
+    microsecond. So the names sort by their text (``ls``) in the order the files were
+    rotated, at any rotation rate, and retention keeps the newest :attr:`keep` by that
+    order (names left by an earlier run whose clock was ahead sort as newer). It only
     ever deletes files whose names match this pattern exactly.
+
+    A record the formatter fails on, or whose line a failed write (a full disk) left
+    unfinished, is lost: counted in ``stats()``, with the error in ``errors`` and
+    ``last_error``, and nothing printed. The records whose lines are wholly in the file
+    count as written. The unfinished line is cut off if the file still ends with it and
+    nobody appended since (see :meth:`_cut`: the file may be shared, and another
+    process's data is not ours to cut); otherwise the next write to that file starts with
+    a newline, so that no record is glued to the fragment. Later batches try again as
+    usual: once there is space, writing resumes by itself.
 
     Every bad option raises :class:`ValueError` naming the option and the value, here at
     configure time, not at the first write: so does a path that cannot be written.
@@ -314,8 +353,7 @@ class FileSink(Sink):
         self._stem = stem
         self._suffix = suffix
         self._rotated_re = re.compile(
-            rf"{re.escape(stem)}\.(?P<stamp>{_STAMP_RE})(?:\.(?P<n>\d+))?"
-            rf"{re.escape(suffix)}(?:\.gz)?"
+            rf"{re.escape(stem)}\.(?P<stamp>{_STAMP_RE}){re.escape(suffix)}(?:\.gz)?"
         )
         # State below is touched by the executor thread (between awaits of the loop).
         self._fd: int | None = None
@@ -325,7 +363,16 @@ class FileSink(Sink):
         #: Clock for time rotation and the names of rotated files (tests replace it).
         self._now: Callable[[], float] = time.time
         self._rollover_at: float | None = None
+        #: The stamp of the last rotated name given (a :func:`_wall_clock_us` value).
+        self._last_stamp = -1
         self._rotate_failing = False
+        #: ``(st_dev, st_ino)`` of a file that ends with a torn line we could not cut off:
+        #: the next write to that file starts with a newline.
+        self._torn: tuple[int, int] | None = None
+        #: Failures of this sink's own (formatting, writing), for ``stats()``.
+        self.errors = 0
+        #: The last of those failures, as ``"TypeName: message"``.
+        self.last_error: str | None = None
         self._compressor: DaemonExecutor | None = None
         self._compressions: list[concurrent.futures.Future[None]] = []
 
@@ -381,28 +428,87 @@ class FileSink(Sink):
                 self._compressor = DaemonExecutor(f"aiolog-compress:{self.display_name}")
             self._compressor.start()
 
-    async def write(self, records: Sequence[logging.LogRecord]) -> None:
-        """Append *records*, one line each, rotating or reopening the file first if needed."""
-        chunks, size = self._encode(records)
+    async def write(self, records: Sequence[logging.LogRecord]) -> int | None:
+        """Append *records*, one line each, rotating or reopening the file first if needed.
+
+        Return how many of them were lost: records the formatter failed on and, when a
+        write fails part-way (a full disk), the records whose line is not wholly in the
+        file. Each failure is counted in :meth:`sink_stats`, and a later batch tries
+        again. The unfinished line a failed write leaves is cut off (see :meth:`_cut`) or,
+        when that is not safe, ended by a newline at the start of the next write to that
+        file, so no record is ever glued to it.
+        """
+        chunks, ends, lost = self._encode(records)
         if not chunks:
-            return
+            return lost or None
+        pending = sum(map(len, ends))  # records in the chunks, not yet written
         loop = asyncio.get_running_loop()
-        changed = await loop.run_in_executor(self.executor, self._prepare, size)
-        if changed or self._file is None or self._file_loop is not loop:
-            assert self._fd is not None
-            # The sink owns the descriptor (closefd=False): close() and after_fork() act on
-            # it without reaching into aiofiles, and a dropped wrapper closes nothing.
-            self._file = await aiofiles.open(
-                self._fd, "ab", buffering=0, closefd=False, executor=self.executor
-            )
-            self._file_loop = loop
-        for chunk in chunks:
+        try:
+            size = sum(map(len, chunks))
+            changed = await loop.run_in_executor(self.executor, self._prepare, size)
+            if changed or self._file is None or self._file_loop is not loop:
+                assert self._fd is not None
+                # The sink owns the descriptor (closefd=False): close() and after_fork() act
+                # on it without reaching into aiofiles, and a dropped wrapper closes nothing.
+                self._file = await aiofiles.open(
+                    self._fd, "ab", buffering=0, closefd=False, executor=self.executor
+                )
+                self._file_loop = loop
+        except Exception as exc:
+            self.note_error(exc)
+            return lost + pending
+        lead = 0
+        if self._torn is not None:
+            if self._torn == self._dev_ino:  # end the torn line first, in the same write
+                lead = 1
+                chunks[0][0:0] = b"\n"
+                ends[0] = [end + 1 for end in ends[0]]
+            else:  # that file was rotated or moved away: nothing will follow its line
+                self._torn = None
+        for index, (chunk, chunk_ends) in enumerate(zip(chunks, ends, strict=True)):
+            start = lead if index == 0 else 0
+            done = last = 0
             view = memoryview(chunk)
-            while view:
-                written = await self._file.write(view)
-                if not written:
-                    raise OSError(f"write to {self.path!r} made no progress")
-                view = view[written:]
+            try:
+                while done < len(chunk):
+                    last = await self._write_some(view[done:]) or 0
+                    if not last:
+                        raise OSError(f"write to {self.path!r} made no progress")
+                    done += last
+                    if start:  # the newline that ends the torn line is written
+                        self._torn = None
+            except Exception as exc:
+                whole = bisect.bisect_right(chunk_ends, done)
+                boundary = chunk_ends[whole - 1] if whole else start if done >= start else 0
+                torn = done - boundary
+                if torn:
+                    try:
+                        cut = await loop.run_in_executor(self.executor, self._cut, torn, last)
+                    except Exception:  # the executor is gone: leave the fragment alone
+                        cut = False
+                    if not cut:
+                        self._torn = self._dev_ino
+                self.note_error(exc)
+                return lost + pending - whole
+            pending -= len(chunk_ends)
+        return lost or None
+
+    async def _write_some(self, data: memoryview) -> int | None:
+        """Make one ``write`` call with *data* on the executor; return how many bytes it took.
+
+        The one place the sink writes to its file (tests override it to fail on purpose).
+        """
+        assert self._file is not None
+        return await self._file.write(data)
+
+    def note_error(self, error: BaseException) -> None:
+        """Count a failure of the sink's own and remember it as :attr:`last_error`."""
+        self.errors += 1
+        self.last_error = _describe(error)
+
+    def sink_stats(self) -> dict[str, Any]:
+        """``errors`` and ``last_error``: formatting and write failures, for ``stats()``."""
+        return {"errors": self.errors, "last_error": self.last_error}
 
     async def aclose(self) -> None:
         """Wait (at most :data:`COMPRESS_WAIT` seconds) for compression, then close the file."""
@@ -477,8 +583,15 @@ class FileSink(Sink):
             return formatter.format_line
         return None
 
-    def _encode(self, records: Sequence[logging.LogRecord]) -> tuple[list[bytearray], int]:
+    def _encode(
+        self, records: Sequence[logging.LogRecord]
+    ) -> tuple[list[bytearray], list[list[int]], int]:
         """Format and encode *records* into blocks of whole lines of at most CHUNK_SIZE.
+
+        Return the blocks, where each line ends in each block (the offset after its
+        newline: what a failed write is measured against), and how many records the
+        formatter failed on. Those are left out and noted in :meth:`sink_stats`, without
+        a traceback printed per record as ``handleError`` would.
 
         Lines are appended to a ``bytearray`` as they come rather than kept until a join:
         orjson's output is then freed at once, which is much cheaper for the allocator
@@ -486,8 +599,10 @@ class FileSink(Sink):
         per line on the benchmark machine).
         """
         chunks: list[bytearray] = []
+        ends: list[list[int]] = []
         block = bytearray()
-        total = 0
+        block_ends: list[int] = []
+        failed = 0
         line_of = self._line_encoder()
         for record in records:
             try:
@@ -495,17 +610,21 @@ class FileSink(Sink):
                     line = line_of(record)
                 else:
                     line = f"{self.format(record)}\n".encode(self.encoding, "backslashreplace")
-            except Exception:
-                self.handleError(record)
+            except Exception as exc:
+                failed += 1
+                self.note_error(exc)
                 continue
             if block and len(block) + len(line) > CHUNK_SIZE:
                 chunks.append(block)
+                ends.append(block_ends)
                 block = bytearray()
+                block_ends = []
             block += line
-            total += len(line)
+            block_ends.append(len(block))
         if block:
             chunks.append(block)
-        return chunks, total
+            ends.append(block_ends)
+        return chunks, ends, failed
 
     # -- the executor side -----------------------------------------------------------------
 
@@ -520,6 +639,28 @@ class FileSink(Sink):
         if (self.max_bytes or self.when) and self._rotate_if_due(size):
             changed = True
         return changed
+
+    def _cut(self, torn: int, last: int) -> bool:
+        """Cut the last *torn* bytes, a line a failed write left unfinished, off the file.
+
+        Only when they are surely ours and still at the end: they all came from the last
+        ``write`` call (*last* bytes, which ``O_APPEND`` put at the end of the file then),
+        and the file's size is still our descriptor's position, so nobody appended since.
+        Another process appending between that check and the cut (two system calls apart)
+        would lose its line; nothing can close that gap without a lock every writer takes.
+        Return False when the fragment must stay.
+        """
+        fd = self._fd
+        if fd is None or torn > last:
+            return False
+        try:
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            if os.fstat(fd).st_size != end:
+                return False
+            os.ftruncate(fd, end - torn)
+        except OSError:  # not seekable, not a regular file, an append-only file...
+            return False
+        return True
 
     def _open_fd(self) -> None:
         os.makedirs(self._directory, exist_ok=True)
@@ -574,14 +715,21 @@ class FileSink(Sink):
         return True
 
     def _rotated_name(self, stamp: float) -> str:
-        text = time.strftime(_STAMP_FORMAT, time.localtime(stamp))
-        n = 0
+        """Return the name for a file rotated at *stamp*, later than every name given before.
+
+        The stamp moves on by one microsecond from the last one this sink used when the
+        clock gives one that is not later (rotations faster than the clock's resolution, a
+        clock set back, the hour repeated when daylight-saving time ends), and from a name
+        that is taken (compressed or being compressed included): names stay unique and
+        sort in the order the files were rotated.
+        """
+        wall = max(_wall_clock_us(stamp), self._last_stamp + 1)
         while True:
-            tag = f"{text}.{n}" if n else text
-            name = os.path.join(self._directory, f"{self._stem}.{tag}{self._suffix}")
-            if not os.path.lexists(name) and not os.path.lexists(f"{name}.gz"):
+            name = os.path.join(self._directory, f"{self._stem}.{_stamp_text(wall)}{self._suffix}")
+            if not any(os.path.lexists(n) for n in (name, f"{name}.gz", f"{name}.gz.tmp")):
+                self._last_stamp = wall
                 return name
-            n += 1
+            wall += 1
 
     def _after_rotation(self, rotated: str) -> None:
         """Compress *rotated* on the compression thread then prune, or prune now."""
@@ -606,10 +754,14 @@ class FileSink(Sink):
         self._prune()
 
     def _prune(self) -> None:
-        """Delete the oldest rotated files (compressed or not) beyond :attr:`keep`."""
+        """Delete the oldest rotated files (compressed or not) beyond :attr:`keep`.
+
+        Age is the stamp in the name; a file and its compressed copy (while compression
+        runs) count once.
+        """
         if self.keep is None:
             return
-        groups: dict[tuple[str, int], list[str]] = {}
+        groups: dict[str, list[str]] = {}
         try:
             names = os.listdir(self._directory)
         except OSError as exc:
@@ -618,8 +770,7 @@ class FileSink(Sink):
         for name in names:
             match = self._rotated_re.fullmatch(name)
             if match:
-                key = (match["stamp"], int(match["n"] or 0))
-                groups.setdefault(key, []).append(name)
+                groups.setdefault(match["stamp"], []).append(name)
         for key in sorted(groups, reverse=True)[self.keep :]:
             for name in groups[key]:
                 try:

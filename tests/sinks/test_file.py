@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
+import contextlib
 import datetime
+import errno
 import gzip
 import json
 import logging
 import multiprocessing
 import os
 import re
+import subprocess
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +28,7 @@ from aiolog.sinks.file import FileSink
 
 pytestmark = pytest.mark.timeout(20)
 
-ROTATED = re.compile(r"app\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d+)?\.jsonl(\.gz)?")
+ROTATED = re.compile(r"app\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{6}\.jsonl(\.gz)?")
 
 
 def record(msg: str, level: int = logging.INFO) -> logging.LogRecord:
@@ -69,8 +74,10 @@ def make_sink() -> Iterator[Callable[..., FileSink]]:
     """Build opened sinks with a plain formatter and stop their threads after the test."""
     sinks: list[FileSink] = []
 
-    def make(path: str | os.PathLike[str], **options: Any) -> FileSink:
-        sink = plain(FileSink(path, **options))
+    def make(
+        path: str | os.PathLike[str], cls: type[FileSink] = FileSink, **options: Any
+    ) -> FileSink:
+        sink = plain(cls(path, **options))
         sink.open()
         sinks.append(sink)
         return sink
@@ -157,23 +164,64 @@ def test_multi_megabyte_message_written_whole(
     assert [f"n{i}" * 1000 for i in range(600)] == got[3:]
 
 
-def test_format_error_skips_only_that_record(
+def test_format_error_loses_only_that_record_silently(
     tmp_path: Path, make_sink: Callable[..., FileSink], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A record the formatter cannot format goes to handleError; the rest are written."""
+    """A record the formatter fails on is lost and noted, silently; the others are written."""
     path = tmp_path / "app.log"
     sink = make_sink(path)
     sink.setFormatter(logging.Formatter("%(message)s %(missing)s"))
     good = record("good")
     good.missing = "field"
+    results: list[int | None] = []
 
     async def main() -> None:
-        await sink.write([record("bad"), good])
+        results.append(await sink.write([record("bad"), good, record("also bad")]))
+        results.append(await sink.write([good]))
         await sink.aclose()
 
     asyncio.run(main())
-    assert ["good field"] == lines(path)
-    assert "KeyError" in capsys.readouterr().err
+    assert ["good field", "good field"] == lines(path)
+    assert [2, None] == results
+    assert {
+        "errors": 2,
+        "last_error": "ValueError: Formatting field not found in record: 'missing'",
+    } == sink.sink_stats()
+    assert ("", "") == tuple(capsys.readouterr())
+
+
+def test_format_error_in_the_pipeline_stats(tmp_path: Path) -> None:
+    """Through the listener a formatter failure counts as dropped (error), with last_error."""
+    import aiolog
+
+    class Picky(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            if record.getMessage() == "bad":
+                raise ValueError("cannot format this one")
+            return record.getMessage()
+
+    path = tmp_path / "app.log"
+    sink = FileSink(path)
+    sink.setFormatter(Picky())
+    pipeline = aiolog.configure([sink])
+    try:
+        log = logging.getLogger("picky")
+        for message in ("one", "bad", "two"):
+            log.info(message)
+    finally:
+        pipeline.stop()
+    [stats] = pipeline.stats()["sinks"].values()
+    got = lines(path)
+    notices = [line for line in got if line.startswith("aiolog lost 1 record")]
+    assert ["one", "two"] == [line for line in got if line not in notices]
+    assert len(notices) == stats["notices"]
+    assert (3, 2, 1, 1) == (
+        stats["offered"],
+        stats["written"],
+        stats["dropped_error"],
+        stats["errors"],
+    )
+    assert "ValueError: cannot format this one" == stats["last_error"]
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -516,7 +564,7 @@ def test_size_rotation_keeps_every_record(
     assert messages == read_all(tmp_path)
     names = rotated(tmp_path)
     assert 6 == len(names)  # 9 records (900 bytes) per file, 6 left in the current one
-    assert "app.2026-11-24T12-00-03.jsonl" == names[0]
+    assert "app.2026-11-24T12-00-03.000000.jsonl" == names[0]
     assert all(900 == (tmp_path / n).stat().st_size for n in names)
 
 
@@ -551,14 +599,17 @@ def test_batch_larger_than_limit_written_whole(
 def test_name_collisions_and_retention_spare_other_files(
     tmp_path: Path, make_sink: Callable[..., FileSink]
 ) -> None:
-    """Rotations in one second get .1, .2; retention deletes only matching names."""
+    """Rotations at one clock reading get stamps 1 µs apart; retention spares other names."""
     others = [
         "app.jsonl.bak",
         "app.2026-11-24.jsonl",
         "app.2026-11-24T00-00-00.log",
         "other.2026-11-24T00-00-00.jsonl",
         "app.2026-11-24T00-00-00.jsonl.gz.tmp",
+        "app.2026-11-24T00-00-00.000000.jsonl.gz.tmp",
         "app.2026-11-24T00-00-00.x.jsonl",
+        "app.2026-11-24T00-00-00.jsonl",
+        "app.2026-11-24T00-00-00.12345.jsonl",
     ]
     for name in others:
         (tmp_path / name).write_text("keep me")
@@ -566,13 +617,114 @@ def test_name_collisions_and_retention_spare_other_files(
     sink._now = Clock(local(2026, 11, 24, 12, 0, 0))
     write(sink, ["a" * 10], ["b" * 10], ["c" * 10], ["d" * 10])
     assert [
-        "app.2026-11-24T12-00-00.1.jsonl",
-        "app.2026-11-24T12-00-00.2.jsonl",
+        "app.2026-11-24T12-00-00.000001.jsonl",
+        "app.2026-11-24T12-00-00.000002.jsonl",
     ] == rotated(tmp_path)
-    assert ["b" * 10] == lines(tmp_path / "app.2026-11-24T12-00-00.1.jsonl")
+    assert ["b" * 10] == lines(tmp_path / "app.2026-11-24T12-00-00.000001.jsonl")
     assert ["d" * 10] == lines(tmp_path / "app.jsonl")
     for name in others:
         assert "keep me" == (tmp_path / name).read_text()
+
+
+def test_rotated_names_sort_in_rotation_order_whatever_the_clock(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """Names sort as text in rotation order, at one clock reading or with the clock set back."""
+    sink = make_sink(tmp_path / "app.jsonl", rotate=1)
+    start = local(2026, 11, 24, 12, 0, 0)
+    readings = [start, start, start - 3600, start + 0.25, start + 0.25, start + 1]
+    sink._now = clock = Clock(readings[0])
+
+    async def main() -> None:
+        await sink.write([record("0")])
+        for i, now in enumerate(readings, 1):
+            clock.now = now
+            await sink.write([record(str(i))])  # rotates the file holding record i - 1
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert [
+        "app.2026-11-24T12-00-00.000000.jsonl",
+        "app.2026-11-24T12-00-00.000001.jsonl",
+        "app.2026-11-24T12-00-00.000002.jsonl",  # the clock went back an hour
+        "app.2026-11-24T12-00-00.250000.jsonl",
+        "app.2026-11-24T12-00-00.250001.jsonl",
+        "app.2026-11-24T12-00-01.000000.jsonl",
+    ] == rotated(tmp_path)
+    assert [str(i) for i in range(len(readings) + 1)] == read_all(tmp_path)
+
+
+def test_a_taken_name_moves_the_stamp_on(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """A name taken (plain, .gz or .gz.tmp) moves the stamp on by 1 µs; its file stays."""
+    taken = [
+        "app.2026-11-24T12-00-00.000000.jsonl",
+        "app.2026-11-24T12-00-00.000001.jsonl.gz",
+        "app.2026-11-24T12-00-00.000002.jsonl.gz.tmp",
+    ]
+    for name in taken:
+        (tmp_path / name).write_text("earlier run\n")
+    sink = make_sink(tmp_path / "app.jsonl", rotate=1)
+    sink._now = Clock(local(2026, 11, 24, 12, 0, 0))
+    write(sink, ["a"], ["b"])
+    assert ["a"] == lines(tmp_path / "app.2026-11-24T12-00-00.000003.jsonl")
+    for name in taken:
+        assert "earlier run\n" == (tmp_path / name).read_text()
+
+
+def test_rotated_names_sort_in_order_across_the_end_of_summer_time(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """Names from the hour repeated when summer time ends sort after the earlier ones."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"  # POSIX rule: needs no tz database
+    time.tzset()
+    try:
+        sink = make_sink(tmp_path / "app.jsonl", rotate=1)
+        # 2026-10-25 02:30 CEST, then 02:10 CET (40 minutes later; the clocks went back).
+        summer = calendar.timegm((2026, 10, 25, 0, 30, 0))
+        sink._now = clock = Clock(summer)
+        write(sink, ["summer"], ["winter"], close=False)
+        clock.now = summer + 40 * 60
+        write(sink, ["after"])
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+    assert [
+        "app.2026-10-25T02-30-00.000000.jsonl",
+        "app.2026-10-25T02-30-00.000001.jsonl",
+    ] == rotated(tmp_path)
+    assert ["summer", "winter", "after"] == read_all(tmp_path)
+
+
+BURST = 40_000
+
+
+def test_keep_under_a_burst_through_the_pipeline(tmp_path: Path) -> None:
+    """keep=3 under a 40 000-record burst keeps the newest records, in one unbroken run."""
+    import aiolog
+
+    async def burst() -> None:
+        log = logging.getLogger("burst")
+        for i in range(BURST):
+            log.info("%d", i)
+
+    pipeline = aiolog.configure([f"file:{tmp_path}/app.jsonl?rotate=64KB&keep=3"])
+    try:
+        asyncio.run(burst())
+    finally:
+        stopped = pipeline.stop()
+    assert stopped
+    [stats] = pipeline.stats()["sinks"].values()
+    assert (BURST, BURST, 0) == (stats["offered"], stats["written"], stats["dropped"])
+    names = rotated(tmp_path)
+    assert 3 == len(names)
+    got = [int(json.loads(line)["message"]) for line in read_all(tmp_path)]
+    assert list(range(got[0], BURST)) == got
 
 
 def test_time_rotation_at_midnight(tmp_path: Path, make_sink: Callable[..., FileSink]) -> None:
@@ -592,8 +744,8 @@ def test_time_rotation_at_midnight(tmp_path: Path, make_sink: Callable[..., File
         await sink.aclose()
 
     asyncio.run(main())
-    assert ["app.2026-11-25T00-00-00.jsonl"] == rotated(tmp_path)
-    assert ["day 1 a", "day 1 b"] == lines(tmp_path / "app.2026-11-25T00-00-00.jsonl")
+    assert ["app.2026-11-25T00-00-00.000000.jsonl"] == rotated(tmp_path)
+    assert ["day 1 a", "day 1 b"] == lines(tmp_path / "app.2026-11-25T00-00-00.000000.jsonl")
     assert ["day 2 a", "day 2 b"] == lines(path)
 
 
@@ -610,7 +762,7 @@ def test_time_rotation_of_a_file_from_an_earlier_run(
     sink.open()
     write(sink, ["today"])
     sink.executor.shutdown()
-    assert ["yesterday"] == lines(tmp_path / "app.2026-11-24T00-00-00.jsonl")
+    assert ["yesterday"] == lines(tmp_path / "app.2026-11-24T00-00-00.000000.jsonl")
     assert ["today"] == lines(path)
 
 
@@ -654,7 +806,10 @@ def test_gzip_compression(tmp_path: Path, make_sink: Callable[..., FileSink]) ->
         os.umask(old)
     assert sink.wait_compressed(5)
     names = rotated(tmp_path)
-    assert ["app.2026-11-24T12-00-01.jsonl.gz", "app.2026-11-24T12-00-02.jsonl.gz"] == names
+    assert [
+        "app.2026-11-24T12-00-01.000000.jsonl.gz",
+        "app.2026-11-24T12-00-02.000000.jsonl.gz",
+    ] == names
     assert b"firstfirstfirst\n" == gzip.decompress((tmp_path / names[0]).read_bytes())
     assert 0o640 == (tmp_path / names[0]).stat().st_mode & 0o777
     assert ["thirdthirdthird"] == lines(tmp_path / "app.jsonl")
@@ -665,15 +820,15 @@ def test_retention_counts_compressed_files(
     tmp_path: Path, make_sink: Callable[..., FileSink]
 ) -> None:
     """keep counts compressed and uncompressed rotated files alike."""
-    (tmp_path / "app.2020-01-01T00-00-00.jsonl.gz").write_bytes(gzip.compress(b"old\n"))
-    (tmp_path / "app.2020-01-02T00-00-00.jsonl").write_text("old\n")
+    (tmp_path / "app.2020-01-01T00-00-00.000000.jsonl.gz").write_bytes(gzip.compress(b"old\n"))
+    (tmp_path / "app.2020-01-02T00-00-00.000000.jsonl").write_text("old\n")
     sink = make_sink(tmp_path / "app.jsonl", rotate=10, compress="gzip", keep=2)
     sink._now = Clock(local(2026, 11, 24, 12, 0, 0))
     write(sink, ["a" * 10], ["b" * 10])
     assert sink.wait_compressed(5)
     assert [
-        "app.2020-01-02T00-00-00.jsonl",
-        "app.2026-11-24T12-00-00.jsonl.gz",
+        "app.2020-01-02T00-00-00.000000.jsonl",
+        "app.2026-11-24T12-00-00.000000.jsonl.gz",
     ] == rotated(tmp_path)
 
 
@@ -714,6 +869,258 @@ def test_compression_off_the_write_path_and_awaited_by_aclose(
     [name] = rotated(tmp_path)
     assert name.endswith(".jsonl.gz")
     assert b"a" * 10 + b"\n" == gzip.decompress((tmp_path / name).read_bytes())
+
+
+# -- failed writes ----------------------------------------------------------------------------
+
+
+def disk_full() -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+DISK_FULL = f"OSError: {disk_full()}"
+
+
+class FailingSink(FileSink):
+    """A FileSink whose next ``write`` calls do what :attr:`plan` says, on the real file.
+
+    One entry per call: ``None`` (a normal call), a number of bytes (the call writes at
+    most that many, ``0`` writing nothing), or an exception to raise; once the plan is
+    used up, writes are normal. :attr:`interloper` runs just before an exception is raised.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
+        super().__init__(path, **options)
+        self.plan: list[int | OSError | None] = []
+        self.interloper: Callable[[], None] | None = None
+
+    async def _write_some(self, data: memoryview) -> int | None:
+        step = self.plan.pop(0) if self.plan else None
+        if step is None:
+            return await super()._write_some(data)
+        if isinstance(step, OSError):
+            if self.interloper is not None:
+                self.interloper()
+            raise step
+        if not step:
+            return 0
+        return await super()._write_some(data[:step])
+
+
+def failing(make_sink: Callable[..., FileSink], path: Path) -> FailingSink:
+    """An opened :class:`FailingSink` on *path*, from the ``make_sink`` fixture."""
+    sink = make_sink(path, FailingSink)
+    assert isinstance(sink, FailingSink)
+    return sink
+
+
+def run_batches(sink: FileSink, *batches: list[str]) -> list[int | None]:
+    """Write each batch of messages with one ``write`` call; return what each returned."""
+    results: list[int | None] = []
+
+    async def main() -> None:
+        for batch in batches:
+            results.append(await sink.write([record(m) for m in batch]))
+        await sink.aclose()
+
+    asyncio.run(main(), debug=True)
+    return results
+
+
+def as_bytes(*messages: str) -> bytes:
+    return "".join(f"{m}\n" for m in messages).encode()
+
+
+def test_failed_write_counts_whole_lines_and_cuts_the_torn_one(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """A write failing part-way counts whole lines written, the rest lost; the torn one is cut."""
+    path = tmp_path / "app.log"
+    sink = failing(make_sink, path)
+    m = numbered(5)  # lines of 100 bytes
+    sink.plan = [None, 250, disk_full()]  # "start"; two lines and a half, then a full disk
+    assert [None, 3, None] == run_batches(sink, ["start"], m, ["after"])
+    assert as_bytes("start", m[0], m[1], "after") == path.read_bytes()
+    assert {"errors": 1, "last_error": DISK_FULL} == sink.sink_stats()
+
+
+@pytest.mark.parametrize(
+    ("plan", "written"),
+    [
+        ([300, 150, disk_full()], 4),  # torn in the second chunk
+        ([300, disk_full()], 3),  # failed at the start of the second chunk: nothing torn
+        ([200, 100, 200, 0], 5),  # short writes, then one that makes no progress
+        ([50, disk_full()], 0),  # torn in the first line
+        ([disk_full()], 0),
+    ],
+)
+def test_failed_write_counts_exactly_across_chunks(
+    tmp_path: Path,
+    make_sink: Callable[..., FileSink],
+    monkeypatch: pytest.MonkeyPatch,
+    plan: list[int | OSError | None],
+    written: int,
+) -> None:
+    """Whichever call of whichever chunk fails, exactly the wholly written records count."""
+    monkeypatch.setattr(file_module, "CHUNK_SIZE", 300)  # chunks of 3 lines: 3, 3, 1
+    path = tmp_path / "app.log"
+    sink = failing(make_sink, path)
+    m = numbered(7)
+    sink.plan = list(plan)
+    assert [7 - written] == run_batches(sink, m)
+    assert as_bytes(*m[:written]) == path.read_bytes()
+    assert 1 == sink.errors
+    assert str(sink.last_error).startswith("OSError: ")
+
+
+def test_torn_line_that_cannot_be_cut_is_ended_by_the_next_write(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """A torn line that cannot be cut is ended by a newline at the next successful write."""
+    path = tmp_path / "app.log"
+    sink = failing(make_sink, path)
+    m = numbered(5)
+    sink.plan = [230, 40, disk_full(), disk_full()]  # 2 lines + 70 bytes; then the next batch
+    assert [3, 1, None] == run_batches(sink, m, ["lost too"], ["after", "more"])
+    assert as_bytes(m[0], m[1]) + m[2][:70].encode() + as_bytes("", "after", "more") == (
+        path.read_bytes()
+    )
+    assert [m[0], m[1], m[2][:70], "after", "more"] == lines(path)
+    assert 2 == sink.errors
+
+
+def test_never_cuts_what_another_process_appended(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """What another process appended after a torn line is not cut; the next write starts a line."""
+    path = tmp_path / "app.log"
+    sink = failing(make_sink, path)
+    m = numbered(3)
+
+    def other_process() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"other\n")
+        finally:
+            os.close(fd)
+
+    sink.interloper = other_process
+    sink.plan = [150, disk_full()]
+    assert [2, None] == run_batches(sink, m, ["after"])
+    assert as_bytes(m[0]) + m[1][:50].encode() + as_bytes("other", "", "after") == (
+        path.read_bytes()
+    )
+
+
+def test_torn_line_in_a_file_moved_away_adds_no_newline_to_the_new_file(
+    tmp_path: Path, make_sink: Callable[..., FileSink]
+) -> None:
+    """The newline owed to a torn line goes to its own file only, not to logrotate's new one."""
+    path = tmp_path / "app.log"
+    sink = failing(make_sink, path)
+    m = numbered(3)
+    sink.plan = [30, 40, disk_full()]
+    assert [3] == run_batches(sink, m)
+    os.rename(path, tmp_path / "app.log.1")
+    assert [None] == run_batches(sink, ["after"])
+    assert as_bytes("after") == path.read_bytes()
+    assert m[0][:70].encode() == (tmp_path / "app.log.1").read_bytes()
+
+
+def test_a_device_that_is_always_full(make_sink: Callable[..., FileSink]) -> None:
+    """/dev/full fails every write: each batch is counted lost with ENOSPC, no exception."""
+    sink = make_sink("/dev/full")
+    assert [2, 1] == run_batches(sink, ["a", "b"], ["c"])
+    assert {"errors": 2, "last_error": DISK_FULL} == sink.sink_stats()
+
+
+def test_no_blocking_call_on_the_loop(
+    tmp_path: Path, make_sink: Callable[..., FileSink], blockbuster: Any
+) -> None:
+    """Writes, rotation, gzip, a cut and an owed newline make no blocking call on the loop."""
+    path = tmp_path / "app.jsonl"
+    sink = failing(make_sink, path)
+    sink.max_bytes, sink.keep, sink.compress = 600, 1, "gzip"
+    m = numbered(12)
+    big = "z" * 600
+    sink.plan = [None, 250, disk_full(), 230, 40, disk_full()]
+    batches = [m[:3], m[3:8], m[8:], ["a"], ["b"], [big]]  # rotations before m[3:8] and big
+    assert [None, 3, 2, None, None, None] == run_batches(sink, *batches)
+    assert sink.wait_compressed(5)
+    assert [m[3], m[4], m[8], m[9], m[10][:70], "a", "b", big] == read_all(tmp_path)
+    assert 1 == len(rotated(tmp_path))
+    # A blocking call would fail with BlockingError: counted here, as a third error.
+    assert {"errors": 2, "last_error": DISK_FULL} == sink.sink_stats()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs mounted for the test (needs root), unmounted after it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs: {exc}")
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], timeout=10).returncode:
+            subprocess.run(["umount", "-l", str(mount)], timeout=10, check=True)
+
+
+def fill(path: Path) -> None:
+    """Write *path* until the file system is full (the last ENOSPC ends it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        for size in (1 << 16, 1 << 12, 1):
+            block = b"\0" * size
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, block)
+    finally:
+        os.close(fd)
+
+
+def test_full_disk_through_the_pipeline(tmpfs: Path) -> None:
+    """On a full tmpfs no line is corrupt and counts are exact; writing resumes once freed."""
+    import aiolog
+
+    path = tmpfs / "app.jsonl"
+    pad = "x" * 300
+    pipeline = aiolog.configure([f"file:{path}"])
+    try:
+        log = logging.getLogger("full")
+        log.info("0 %s", pad)
+        pipeline.flush()
+        fill(tmpfs / "filler")  # what is left: the slack in the last page of app.jsonl
+        for i in range(1, 101):
+            log.info("%d %s", i, pad)
+        pipeline.flush()
+        [full] = pipeline.stats()["sinks"].values()
+        (tmpfs / "filler").unlink()
+        for i in range(101, 111):
+            log.info("%d %s", i, pad)
+    finally:
+        pipeline.stop()
+    [after] = pipeline.stats()["sinks"].values()
+    # Every line must be JSON: a torn line or two records glued together would fail here.
+    messages = [json.loads(line)["message"] for line in lines(path)]
+    written = full["written"]
+    assert 1 < written < 101  # the slack took some of the batch, not all of it
+    assert (101, 0, 101 - written) == (full["offered"], full["buffered"], full["dropped_error"])
+    assert full["offered"] == full["written"] + full["dropped"] + full["filtered"]
+    assert "No space left on device" in full["last_error"]
+    ours = [int(m.split()[0]) for m in messages if m.endswith(pad)]
+    assert list(range(written)) + list(range(101, 111)) == ours
+    assert (111, written + 10) == (after["offered"], after["written"])
+    assert after["notices"] == len(messages) - len(ours)  # the rest: the listener's notices
+    assert after["offered"] == after["written"] + after["dropped"] + after["filtered"]
 
 
 # -- several processes ------------------------------------------------------------------------
