@@ -196,7 +196,9 @@ class _SinkRunner:
         self.deadline_drops = 0
         self.notices = 0
         self.errors = 0
+        #: The latest failure, the listener's or the sink's own (see _sample_sink_errors).
         self.last_error: str | None = None
+        self._sink_errors_seen = 0
         self.inflight = 0
         #: True from when the sink was seen making no progress until it has caught up
         #: (written its whole buffer): it sheds instead of holding the pump back.
@@ -250,7 +252,8 @@ class _SinkRunner:
     def stats(self) -> dict[str, Any]:
         own = dict(self.sink.sink_stats())
         errors = self.errors + own.pop("errors", 0)
-        last_error = own.pop("last_error", None) or self.last_error
+        own_error = own.pop("last_error", None)
+        last_error = self.last_error or own_error
         return {
             "offered": self.offered,
             "written": self.written,
@@ -376,6 +379,14 @@ class _SinkRunner:
             if self.closing:
                 return
 
+    def _sample_sink_errors(self) -> None:
+        """Take the sink's own ``last_error`` as the latest when it counted a new failure."""
+        own = self.sink.sink_stats()
+        errors = own.get("errors", 0)
+        if errors != self._sink_errors_seen:
+            self._sink_errors_seen = errors
+            self.last_error = own.get("last_error") or self.last_error
+
     def _pass(self, mark: _Mark) -> None:
         barrier = mark.barrier
         if self.write_errors + self.deadline_drops > mark.write_losses:
@@ -392,10 +403,12 @@ class _SinkRunner:
             self.stuck = True
             raise
         except Exception as exc:
+            self._sample_sink_errors()
             self.errors += 1
             self.write_errors += n
             self.last_error = f"{type(exc).__name__}: {exc}"
         else:
+            self._sample_sink_errors()
             if isinstance(result, WriteResult):
                 lost, filtered = result
             else:

@@ -523,3 +523,32 @@ def test_one_huge_record_still_passes_an_empty_buffer(logger: logging.Logger) ->
         logger.info("y" * 10_000)
         assert listener.flush(5)
     assert [10_000] == [len(m) for m in sink.messages]
+
+
+def test_last_error_is_the_latest_whoever_counted_it(logger: logging.Logger) -> None:
+    """A listener-side failure after an older sink-side one shows as last_error."""
+
+    class Failed(CaptureSink):
+        def sink_stats(self) -> dict[str, Any]:
+            return {"errors": 1, "last_error": "OSError: an old failure"}
+
+    def picky(record: logging.LogRecord) -> bool:
+        if record.msg == "boom":
+            raise ValueError("filter broke")
+        return True
+
+    sink = Failed("old")
+    sink.addFilter(picky)
+    handler, listener = pair(sink)
+    logger.addHandler(handler)
+    with listener:
+        logger.info("fine")
+        assert listener.flush(5)
+        assert "OSError: an old failure" == listener.sink_stats()["old"]["last_error"]
+        logger.info("boom")
+        assert listener.flush(5) is False
+        stats = listener.sink_stats()["old"]
+    assert "filter failed: ValueError: filter broke" == stats["last_error"]
+    assert 2 == stats["errors"]
+    assert 1 == stats["dropped_error"]
+
