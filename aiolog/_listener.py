@@ -661,9 +661,6 @@ class QueueListener(logging.handlers.QueueListener):
             alive = thread.is_alive()
             self._thread = None
             _LISTENERS.discard(self)
-            q = self.queue
-            if isinstance(q, RecordQueue):
-                q.wake_waiters()  # producers blocked for room: nobody drains any more
             return self._clean and not alive and not self.lost()
 
     def __enter__(self) -> QueueListener:

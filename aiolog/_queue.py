@@ -356,10 +356,6 @@ class RecordQueue:
         if self.wake is not None:
             self.wake()
 
-    def wake_waiters(self) -> None:
-        """Wake producers blocked for room (they look again, and drop if still full)."""
-        self._notify_space()
-
     def _notify_space(self) -> None:
         if self._blocked:
             with self._space:

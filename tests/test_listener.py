@@ -551,4 +551,3 @@ def test_last_error_is_the_latest_whoever_counted_it(logger: logging.Logger) -> 
     assert "filter failed: ValueError: filter broke" == stats["last_error"]
     assert 2 == stats["errors"]
     assert 1 == stats["dropped_error"]
-
