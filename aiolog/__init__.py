@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from aiolog._config import Pipeline, configure, get_pipeline, shutdown, sink
+from aiolog import _direct  # noqa: F401 - gives sinks attached to a logger their pipeline
+from aiolog._config import Pipeline, configure, get_pipeline, shutdown
 from aiolog._factory import FastLogRecord
-from aiolog._handler import QueueHandler
 from aiolog._listener import QueueListener
 from aiolog._queue import RecordQueue
+from aiolog.dictconfig import QueueHandler
 from aiolog.formatting import JSONFormatter, LogfmtFormatter, TextFormatter
-from aiolog.sinks import Sink
+from aiolog.sinks import Sink, sink
 
 try:
     __version__ = version("aiolog-queue")

@@ -6,11 +6,11 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from aiolog import _exit, _factory, asyncio_diag
-from aiolog._handler import QueueHandler
+from aiolog._handler import BaseQueueHandler
 from aiolog._listener import DEFAULT_STALL_TIMEOUT, QueueListener
 from aiolog._queue import (
     DEFAULT_MAX_BYTES,
@@ -20,90 +20,14 @@ from aiolog._queue import (
     Overflow,
     RecordQueue,
 )
-from aiolog._urls import query_options, redact_url
+from aiolog._urls import query_options
+from aiolog.dictconfig import QueueHandler
+from aiolog.sinks import sink
 
-__all__ = ["Pipeline", "configure", "get_pipeline", "shutdown", "sink"]
+__all__ = ["Pipeline", "configure", "get_pipeline", "shutdown"]
 
 _lock = threading.RLock()
 _active: Pipeline | None = None
-
-
-def _stream_factory(url: str, **options: Any) -> logging.Handler:
-    from aiolog.sinks.stream import StreamSink
-
-    return StreamSink.from_url(url, **options)
-
-
-def _file_factory(url: str, **options: Any) -> logging.Handler:
-    from aiolog.sinks.file import FileSink
-
-    return FileSink.from_url(url, **options)
-
-
-def _tcp_factory(url: str, **options: Any) -> logging.Handler:
-    from aiolog.sinks.tcp import TcpSink
-
-    return TcpSink.from_url(url, **options)
-
-
-def _syslog_factory(url: str, **options: Any) -> logging.Handler:
-    from aiolog.sinks.syslog import SyslogSink
-
-    return SyslogSink.from_url(url, **options)
-
-
-def _http_factory(url: str, **options: Any) -> logging.Handler:
-    from aiolog.sinks.http import HttpSink
-
-    return HttpSink.from_url(url, **options)
-
-
-def _otlp_factory(url: str, **options: Any) -> logging.Handler:
-    from aiolog.sinks.otlp import OtlpSink
-
-    return OtlpSink.from_url(url, **options)
-
-
-#: URL scheme -> factory ``(url, **options) -> logging.Handler``.
-SCHEMES: dict[str, Callable[..., logging.Handler]] = {
-    "stderr": _stream_factory,
-    "stdout": _stream_factory,
-    "file": _file_factory,
-    "tcp": _tcp_factory,
-    "tcp+tls": _tcp_factory,
-    "syslog+udp": _syslog_factory,
-    "syslog+tcp": _syslog_factory,
-    "syslog+tls": _syslog_factory,
-    "http": _http_factory,
-    "https": _http_factory,
-    "otlp+http": _otlp_factory,
-    "otlp+https": _otlp_factory,
-}
-
-
-def sink(url: str, **options: Any) -> logging.Handler:
-    """Build a sink (a :class:`logging.Handler`) from a URL.
-
-    ``stderr``, ``stdout``, ``file:logs/app.jsonl?rotate=10MB&keep=5``... (the README has
-    the table). Keyword options override the URL's query. Usable from dictConfig as
-    ``{"()": "aiolog.sink", "url": "file:app.jsonl"}``; ``formatter``/``level`` keys of
-    such a dict are applied by dictConfig itself.
-
-    :raises ValueError: unknown scheme or option, bad value, unwritable path; the message
-        names the culprit (with secrets redacted).
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise ValueError(f"a sink URL must be a non-empty string, not {url!r}")
-    url = url.strip()
-    scheme = url.split(":", 1)[0].split("?", 1)[0].lower()
-    try:
-        factory = SCHEMES[scheme]
-    except KeyError:
-        known = ", ".join(sorted(SCHEMES))
-        raise ValueError(
-            f"unknown sink URL scheme {scheme!r} in {redact_url(url)!r} (known: {known})"
-        ) from None
-    return factory(url, **options)
 
 
 def _check_level(level: int | str) -> int:
@@ -347,7 +271,7 @@ def configure(
     try:
         for spec in specs:
             if isinstance(spec, logging.Handler):
-                if isinstance(spec, QueueHandler):
+                if isinstance(spec, BaseQueueHandler):
                     raise ValueError(f"{spec!r} is a QueueHandler and cannot be a sink")
                 given.append(spec)
             elif isinstance(spec, str):
@@ -373,7 +297,7 @@ def configure(
             if old is not None:
                 adopted.extend(old.adopted)
             for existing in root.handlers:
-                if existing not in adopted and not isinstance(existing, QueueHandler):
+                if existing not in adopted and not isinstance(existing, BaseQueueHandler):
                     adopted.append(existing)
         all_sinks = [*owned, *given, *(h for h in adopted if h not in given)]
         listener = QueueListener(
@@ -402,7 +326,7 @@ def configure(
         with logging._lock:  # type: ignore[attr-defined]
             keep: list[logging.Handler] = []
             if not adopt_handlers:
-                keep = [h for h in root.handlers if not isinstance(h, QueueHandler)]
+                keep = [h for h in root.handlers if not isinstance(h, BaseQueueHandler)]
                 if old is not None:
                     keep = [*old.adopted, *(h for h in keep if h not in old.adopted)]
             root.handlers = [*keep, handler]  # one assignment: each record sees old or new

@@ -38,6 +38,7 @@ __all__ = [
     "callable_name",
     "callback_name",
     "drive",
+    "fill_context",
     "log_about",
 ]
 
@@ -55,7 +56,9 @@ _RUN_ONCE = asyncio.base_events.BaseEventLoop._run_once.__code__  # type: ignore
 _LOGGING_FILE = logging.__file__
 _getframe = sys._getframe
 _get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
 _copy_context = contextvars.copy_context
+_NEEDS_TASKNAME = sys.version_info < (3, 12)
 _weakref = weakref.ref
 
 # Frames that drive an event loop whose callbacks run without a Python frame of their own
@@ -332,3 +335,34 @@ def log_about(
     ctx = context.copy() if context is not None else _copy_context()
     ctx.run(ORIGIN_TASK.set, TaskRef(task) if task is not None else None)
     ctx.run(_handle_about, logger, record, task, callback)
+
+
+def fill_context(d: dict[str, Any]) -> None:
+    """Capture into a record's ``__dict__`` what :meth:`aiolog.QueueHandler.prepare` captures.
+
+    The asyncio task (``taskName``), its coroutine (``aiolog_coro``), the loop callback
+    (``aiolog_callback``) off the task path, and the :mod:`contextvars` snapshot
+    (``aiolog_context``). :meth:`aiolog.QueueHandler.emit` captures the same, inline, into the
+    tuple it queues: that is the hot path.
+    """
+    loop = _get_running_loop()
+    task = _current_task(loop) if loop is not None else None
+    callback = None
+    if task is None:
+        # Off the task path: a loop callback, or a thread (maybe an asyncio.to_thread
+        # worker, whose copied context names the task that asked for the work).
+        if loop is not None:
+            callback = callback_name()
+        else:
+            ref = ORIGIN_TASK.get()
+            task = ref() if ref is not None else None
+    if task is not None:
+        if _NEEDS_TASKNAME or d.get("taskName") is None:
+            d["taskName"] = task.get_name()
+        d["aiolog_coro"] = _coro_qualname(task)
+    else:
+        if _NEEDS_TASKNAME:
+            d["taskName"] = None
+        d["aiolog_coro"] = None
+    d["aiolog_callback"] = callback
+    d["aiolog_context"] = _copy_context()

@@ -1,4 +1,4 @@
-"""The emit path: :class:`QueueHandler`, which never blocks and never raises.
+"""The emit path: :class:`BaseQueueHandler`, which never blocks and never raises.
 
 Everything here runs on the thread that logs, usually the event loop's, so it does the
 minimum: capture the asyncio context and offer the record with it to a bounded queue.
@@ -7,9 +7,8 @@ the same logger see it unmodified either way): the listener's copy is made when 
 is drained (:func:`aiolog._record.unpack`). No formatter runs here, no traceback is
 rendered (that would read source files through ``linecache``), and no lock is taken.
 
-The handler is also what :func:`logging.config.dictConfig` builds (see
-:mod:`aiolog.dictconfig`): its constructor accepts the keys of the stdlib's queue-handler
-form, and its :attr:`QueueHandler.listener` property starts the listener it is given.
+:class:`aiolog.QueueHandler`, the public class, adds what :func:`logging.config.dictConfig`
+needs on top of this one (see :mod:`aiolog.dictconfig`).
 """
 
 from __future__ import annotations
@@ -17,31 +16,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import enum
 import functools
 import logging
 import logging.handlers
 import queue as queue_module
-import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from aiolog import _exit, _factory, dictconfig
-from aiolog._context import ORIGIN_TASK, callback_name
+from aiolog import _exit
+from aiolog._context import ORIGIN_TASK, callback_name, fill_context
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._listener import QueueListener
-from aiolog._queue import EXC_BYTES, LARGE_TEXT, RECORD_BYTES, Overflow, RecordQueue, _Counter
-from aiolog._record import IMMUTABLE_TYPES, get_message, safe_repr, safe_str, task_coro_name
+from aiolog._queue import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAXSIZE,
+    DEFAULT_TIMEOUT,
+    EXC_BYTES,
+    LARGE_TEXT,
+    RECORD_BYTES,
+    Overflow,
+    RecordQueue,
+    _Counter,
+)
+from aiolog._record import IMMUTABLE_TYPES, PreparedRecord, freeze_message, get_message
 
-__all__ = [
-    "EventDict",
-    "PreparedRecord",
-    "QueueHandler",
-    "fill_context",
-    "freeze_event",
-    "freeze_in_place",
-]
+__all__ = ["BaseQueueHandler", "logging_lock_released"]
 
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
@@ -50,136 +50,17 @@ _origin_task = ORIGIN_TASK.get
 _get_ident = threading.get_ident
 _new_record = logging.LogRecord.__new__
 _LogRecord = logging.LogRecord
-_NEEDS_TASKNAME = sys.version_info < (3, 12)
-_exc_info = sys.exc_info
 _LARGE_TEXT = LARGE_TEXT
 
-#: Records logged to a closed, named QueueHandler (dictConfig closes the old handlers before
-#: it attaches the new ones), kept for the next handler that gets the same name.
-_orphans: dict[str, RecordQueue] = {}
-_orphans_lock = threading.Lock()
 
-_MAX_FREEZE_DEPTH = 32
-
-
-class EventDict(dict[str, Any]):
-    """A structlog event dict carried as a record's ``msg``; ``str()`` is the event text.
-
-    It travels through the queue intact and the formatters in the listener turn its keys
-    into fields (see :func:`aiolog.formatting.record_to_dict`). Being a ``str()``-able
-    message, it also reads well to any plain :class:`logging.Formatter`
-    (``%(message)s`` is the event) and it is still a dict to structlog's
-    ``ProcessorFormatter``. Made by :func:`freeze_event`.
-    """
-
-    __slots__ = ()
-
-    def __str__(self) -> str:
-        return safe_str(self.get("event"))
-
-
-def _freeze(value: Any, depth: int) -> Any:
-    """``value`` safe to read later on another thread: containers copied, objects rendered."""
-    cls = value.__class__
-    if cls in IMMUTABLE_TYPES:
-        return value
-    if depth >= _MAX_FREEZE_DEPTH:
-        return safe_repr(value)
-    depth += 1
-    if isinstance(value, dict):
-        return {key: _freeze(item, depth) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [_freeze(item, depth) for item in value]
-        return tuple(items) if cls is tuple else items
-    if isinstance(value, enum.Enum):
-        return value
-    return safe_repr(value)  # could change before the listener runs: render it now
-
-
-def _exc_tuple(value: Any) -> Any:
-    """structlog's ``exc_info`` value as a ``sys.exc_info()`` tuple (or None), taken now."""
-    if isinstance(value, BaseException):
-        return (type(value), value, value.__traceback__)
-    if isinstance(value, tuple):
-        return value
-    if value:
-        info = _exc_info()
-        return info if info[0] is not None else None
-    return None
-
-
-def freeze_event(event_dict: Mapping[str, Any]) -> EventDict:
-    """Copy a structlog event dict into an :class:`EventDict` the listener may read later.
-
-    Immutable values are kept; dicts, lists and tuples are copied all the way down; other
-    objects (they could change before the listener formats them) are replaced by their
-    ``repr()``, which is also what JSON output would show. ``exc_info`` (``True``, an
-    exception or a tuple) becomes a ``sys.exc_info()`` tuple taken now, on the thread
-    that logs: the listener thread has no current exception.
-    """
-    return freeze_in_place(EventDict(event_dict))
-
-
-def freeze_in_place(event: EventDict) -> EventDict:
-    """:func:`freeze_event` for an :class:`EventDict` that nothing else refers to yet."""
-    exc_info = event.pop("exc_info", None) if "exc_info" in event else None
-    for key, value in event.items():
-        if value.__class__ not in IMMUTABLE_TYPES:
-            event[key] = _freeze(value, 0)  # a new value for a key: no resize, iteration goes on
-    if exc_info is not None:
-        exc_info = _exc_tuple(exc_info)
-        if exc_info is not None:
-            event["exc_info"] = exc_info
-    return event
-
-
-class PreparedRecord(logging.LogRecord):
-    """A record made with its emit-time context already captured (see :func:`fill_context`).
-
-    :mod:`aiolog.structlog` builds its records this way, frozen and complete, so that
-    :meth:`QueueHandler.prepare` only has to copy them.
-    """
-
-
-def fill_context(d: dict[str, Any]) -> None:
-    """Capture into a record's ``__dict__`` what :meth:`QueueHandler.prepare` captures.
-
-    The asyncio task (``taskName``), its coroutine (``aiolog_coro``), the loop callback
-    (``aiolog_callback``) off the task path, and the :mod:`contextvars` snapshot
-    (``aiolog_context``). :meth:`QueueHandler.emit` captures the same, inline, into the
-    tuple it queues: that is the hot path.
-    """
-    loop = _get_running_loop()
-    task = _current_task(loop) if loop is not None else None
-    callback = None
-    if task is None:
-        # Off the task path: a loop callback, or a thread (maybe an asyncio.to_thread
-        # worker, whose copied context names the task that asked for the work).
-        if loop is not None:
-            callback = callback_name()
-        else:
-            ref = _origin_task()
-            task = ref() if ref is not None else None
-    if task is not None:
-        if _NEEDS_TASKNAME or d.get("taskName") is None:
-            d["taskName"] = task.get_name()
-        d["aiolog_coro"] = task_coro_name(task)
-    else:
-        if _NEEDS_TASKNAME:
-            d["taskName"] = None
-        d["aiolog_coro"] = None
-    d["aiolog_callback"] = callback
-    d["aiolog_context"] = _copy_context()
-
-
-class QueueHandler(logging.handlers.QueueHandler):
+class BaseQueueHandler(logging.handlers.QueueHandler):
     """A :class:`logging.handlers.QueueHandler` whose :meth:`emit` never blocks.
 
-    ``QueueHandler(queue)`` works like the stdlib class. Without a queue, the handler makes
-    an :class:`aiolog.RecordQueue` with ``maxsize``, ``max_bytes``, ``overflow`` and
-    ``timeout``; a queue
-    that is not a ``RecordQueue`` (say a ``queue.Queue``) is used as it is, with records it
-    refuses (``queue.Full``) counted as dropped.
+    The emit path of :class:`aiolog.QueueHandler`, which adds the dictConfig keys.
+    ``BaseQueueHandler(queue)`` works like the stdlib class. Without a queue, the handler
+    makes an :class:`aiolog.RecordQueue` with ``maxsize``, ``max_bytes``, ``overflow`` and
+    ``timeout``; a queue that is not a ``RecordQueue`` (say a ``queue.Queue``) is used as it
+    is, with records it refuses (``queue.Full``) counted as dropped.
 
     Per record, on the caller's thread, it:
 
@@ -188,7 +69,8 @@ class QueueHandler(logging.handlers.QueueHandler):
     * keeps ``msg % args`` for the listener when every argument is an immutable scalar, and
       renders it now otherwise (a list or an object could change before the listener runs);
     * keeps a structlog event dict (a dict ``msg`` with an ``"event"`` key, as structlog's
-      stdlib integration logs it) as a dict, frozen by :func:`freeze_event`, instead of
+      stdlib integration logs it) as a dict, frozen by
+      :func:`aiolog._record.freeze_event`, instead of
       turning it into a string (structlog #702);
     * records the asyncio task (``taskName``, backfilled on 3.10/3.11), its coroutine's
       qualified name (``aiolog_coro``) and a :mod:`contextvars` snapshot (``aiolog_context``);
@@ -197,21 +79,11 @@ class QueueHandler(logging.handlers.QueueHandler):
     Records logged on aiolog's own threads (the listener and sink workers) are counted in
     :attr:`internal_dropped` and not queued, so a sink that logs cannot feed itself forever.
 
-    :param handlers: handlers (or names of handlers) to write to: the handler then builds
-        its listener (with ``listener``, ``respect_handler_level``) and starts it. This is
-        how :func:`logging.config.dictConfig` on 3.10/3.11, or the ``"()"`` form anywhere,
-        builds the stdlib's queue-handler form; see :mod:`aiolog.dictconfig`.
-    :param listener: with ``handlers``: the listener class or factory, or its dotted name
-        (default :class:`aiolog.QueueListener`).
-    :param respect_handler_level: with ``handlers``: passed to the listener.
     :param maxsize: bound in records of the queue the handler makes (default 200 000).
     :param max_bytes: its bound in estimated bytes (default 128 MiB).
     :param overflow: its overflow policy (default ``"drop_newest"``).
     :param timeout: the longest the ``"block"`` policy waits (default 5 s).
     :param level: the handler's level.
-
-    .. versionchanged:: 0.1.0
-       ``handlers``, ``listener`` and ``respect_handler_level`` (the dictConfig keys).
     """
 
     #: True when emit/prepare/enqueue are this class's own: the emit path may then pack
@@ -222,7 +94,7 @@ class QueueHandler(logging.handlers.QueueHandler):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._packs = all(
-            getattr(cls, name) is getattr(QueueHandler, name)
+            getattr(cls, name) is getattr(BaseQueueHandler, name)
             for name in ("emit", "prepare", "enqueue")
         )
 
@@ -242,131 +114,37 @@ class QueueHandler(logging.handlers.QueueHandler):
         self,
         queue: Any = None,
         *,
-        handlers: Iterable[logging.Handler | str] | None = None,
-        listener: Any = None,
-        respect_handler_level: bool = False,
         maxsize: int | None = None,
         max_bytes: int | None = None,
         overflow: Overflow | None = None,
         timeout: float | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
-        options = {
-            key: value
-            for key, value in (
-                ("maxsize", maxsize),
-                ("max_bytes", max_bytes),
-                ("overflow", overflow),
-                ("timeout", timeout),
-            )
-            if value is not None
-        }
-        pending: dict[str, Any] = {}
-        listener_obj: logging.handlers.QueueListener | None = None
-        # Resolve everything before the handler exists: a target that is not built yet
-        # must fail without side effects, for dictConfig to retry it later.
-        targets = None
-        if handlers is not None:
-            try:
-                targets = dictconfig.resolve_handlers(handlers)
-            except ValueError as exc:
-                if "not configured yet" in str(exc.__cause__):
-                    dictconfig.restore_for_retry()
-                raise
-        if targets is None and listener is not None:
-            raise ValueError("'listener' needs 'handlers': the handlers it should write to")
+        options = queue_options(maxsize, max_bytes, overflow, timeout)
         if queue is None:
-            queue = dictconfig.record_queue(options)
-        else:
-            if not callable(getattr(queue, "put_nowait", None)):
-                queue = dictconfig.make_queue(queue)
-            if options:
-                if not dictconfig.is_stdlib_default_queue(queue):
-                    raise ValueError(
-                        f"{', '.join(options)} set up the queue the handler makes: give them "
-                        f"to the queue instead ({type(queue).__name__} was given)"
-                    )
-                pending = options  # 3.13's dictConfig: replaced when the listener is set
-        if targets is not None:
-            factory = dictconfig.listener_factory(listener)
-            listener_obj = factory(queue, *targets, respect_handler_level=respect_handler_level)
-        logging.handlers.QueueHandler.__init__(self, queue)
-        self._pending_options = pending
-        self._retired = False
+            queue = make_record_queue(options)
+        elif options:
+            raise ValueError(
+                f"{', '.join(options)} set up the queue the handler makes: give them to "
+                f"the queue instead ({type(queue).__name__} was given)"
+            )
+        super().__init__(queue)
         self.setLevel(level)
         self._internal = _Counter()
         self._foreign_dropped = _Counter()
-        if listener_obj is not None:
-            self.listener = listener_obj
 
     @property
     def listener(self) -> logging.handlers.QueueListener | None:
         """The listener that drains this handler's queue, if one was attached.
 
-        Setting an :class:`aiolog.QueueListener` starts it (a no-op when it runs already):
-        :func:`logging.config.dictConfig` on 3.12+ sets this attribute and never starts
-        the listener itself (cpython #117827). When the handler and the listener share an
-        empty, unbounded :class:`queue.Queue` (what dictConfig makes when the config names
-        no queue), a bounded :class:`aiolog.RecordQueue` replaces it on both sides.
-        The stdlib's own :class:`logging.handlers.QueueListener`, which 3.12+ use when
-        the dict names no listener, is replaced by an aiolog one (as 3.10/3.11 would
-        build); other listener classes are stored and left to their owner to start, as
-        in the stdlib. ``None`` detaches without stopping. Set by dictConfig, it also
-        installs :func:`aiolog.dictconfig.drain_on_sigterm`.
+        :meth:`close` stops it (draining the queue into its sinks). ``None`` detaches
+        without stopping.
         """
         return self.__dict__.get("_listener")
 
     @listener.setter
     def listener(self, listener: logging.handlers.QueueListener | None) -> None:
-        frame = dictconfig.caller_frame()
-        if type(listener) is logging.handlers.QueueListener and dictconfig.is_stdlib_default(frame):
-            # 3.12+ dictConfig with no "listener" key: aiolog's listener, as on 3.10/3.11.
-            listener = QueueListener(
-                listener.queue,
-                *listener.handlers,
-                respect_handler_level=listener.respect_handler_level,
-            )
-        if listener is None or not isinstance(listener, QueueListener):
-            self.__dict__["_listener"] = listener
-            return
-        options = {**self.__dict__.get("_pending_options", {})}
-        dropped = dictconfig.options_dropped_by_stdlib(frame)
-        for key, value in dropped.items():
-            if key not in dictconfig.QUEUE_OPTIONS:
-                raise TypeError(f"aiolog.QueueHandler got an unexpected key {key!r}")
-            options.setdefault(key, value)
-        if not listener.handlers:
-            raise ValueError(
-                "the listener has no handlers and would drop every record: "
-                "name the handlers it writes to under 'handlers'"
-            )
-        if listener.queue is self.queue and dictconfig.is_stdlib_default_queue(self.queue):
-            bounded = dictconfig.record_queue(options)
-            self.queue = listener.queue = bounded
-        elif options:
-            raise ValueError(
-                f"{', '.join(options)} set up the queue the handler makes: give them to "
-                f"the queue instead ({type(self.queue).__name__} was given)"
-            )
-        self._pending_options = {}
         self.__dict__["_listener"] = listener
-        with _logging_lock_released():
-            listener.start()
-        if dictconfig.building_handler():
-            dictconfig.drain_on_sigterm()
-            _factory.install()
-
-    def set_name(self, name: str) -> None:
-        """Name the handler; records a closed handler of that name kept come to this one."""
-        super().set_name(name)
-        q = self.queue
-        if name and isinstance(q, RecordQueue):
-            with _orphans_lock:
-                orphan = _orphans.pop(name, None)
-            if orphan is not None and orphan is not q:
-                orphan.forward(q)
-
-    name = property(logging.Handler.get_name, set_name)
 
     @property
     def internal_dropped(self) -> int:
@@ -448,7 +226,7 @@ class QueueHandler(logging.handlers.QueueHandler):
             self.handleError(record)
 
     def emit_prepared(self, record: PreparedRecord) -> None:
-        """:meth:`handle` for a :class:`PreparedRecord` that no other handler will see.
+        """:meth:`handle` for a :class:`~aiolog._record.PreparedRecord` no other handler sees.
 
         Such a record needs no copy: :mod:`aiolog.structlog` made it for this handler
         alone, frozen and with its context captured. Filters take the usual path.
@@ -499,7 +277,7 @@ class QueueHandler(logging.handlers.QueueHandler):
             prepared.__dict__ = d
             return prepared
         else:
-            _freeze_message(record, d)
+            freeze_message(record, d)
         fill_context(d)
         copy: logging.LogRecord = _new_record(_LogRecord)
         copy.__dict__ = d
@@ -510,53 +288,42 @@ class QueueHandler(logging.handlers.QueueHandler):
 
         This is what ``logging.shutdown()`` does to every handler at exit: the listener
         drains into its sinks (and a loss, if any, is said on stderr) before they close.
-
-        A named handler that a :func:`logging.config.dictConfig` re-run is replacing keeps
-        what is still logged to it afterwards for its successor: dictConfig closes the old
-        handlers before it attaches the new ones to the loggers, and a thread logging
-        meanwhile must not lose records. The records wait in a new bounded queue until a
-        handler of the same name is made (see :meth:`set_name`), which then writes them.
-        Such a re-run is told from a plain shutdown by logging's table of named handlers,
-        which dictConfig empties first.
         """
         listener = self.listener
-        q = self.queue
-        name = self.name
-        handlers: Any = logging._handlers  # type: ignore[attr-defined]
-        if (
-            listener is not None
-            and name
-            and handlers.get(name) is not self
-            and not self._retired
-            and isinstance(q, RecordQueue)
-            and not sys.is_finalizing()
-        ):
-            self._retired = True
-            holding = RecordQueue(q.maxsize, q.overflow, q.timeout, max_bytes=q.max_bytes)
-            self.queue = holding  # later records wait here...
-            # ...and so do those that raced past the swap. Forward before stopping: a
-            # record put into the old queue after its listener's last drain would
-            # otherwise be counted lost at stop.
-            q.forward(holding)
-            with _logging_lock_released():
-                listener.stop()
-            with _orphans_lock:
-                previous = _orphans.get(name)
-                _orphans[name] = holding
-            if previous is not None:
-                previous.forward(holding)
-        elif isinstance(listener, QueueListener):
-            with _logging_lock_released():
+        if isinstance(listener, QueueListener):
+            with logging_lock_released():
                 listener.stop()
             _exit.report_losses([listener])
         elif getattr(listener, "_thread", None):
-            with _logging_lock_released():
+            with logging_lock_released():
                 listener.stop()  # type: ignore[union-attr]
         super().close()
 
 
+def queue_options(
+    maxsize: int | None, max_bytes: int | None, overflow: Overflow | None, timeout: float | None
+) -> dict[str, Any]:
+    """The queue settings given (not None), by the names :class:`RecordQueue` takes."""
+    given = {"maxsize": maxsize, "max_bytes": max_bytes, "overflow": overflow, "timeout": timeout}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def make_record_queue(options: dict[str, Any]) -> RecordQueue:
+    """A :class:`RecordQueue` with ``options`` over the defaults."""
+    merged = {
+        "maxsize": DEFAULT_MAXSIZE,
+        "max_bytes": DEFAULT_MAX_BYTES,
+        "overflow": "drop_newest",
+        "timeout": DEFAULT_TIMEOUT,
+        **options,
+    }
+    return RecordQueue(
+        merged["maxsize"], merged["overflow"], merged["timeout"], max_bytes=merged["max_bytes"]
+    )
+
+
 @contextlib.contextmanager
-def _logging_lock_released() -> Iterator[None]:
+def logging_lock_released() -> Iterator[None]:
     """Let go of logging's module lock for the block, if this thread holds it.
 
     :func:`logging.config.dictConfig` holds that lock while it builds and closes
@@ -600,24 +367,3 @@ def _size_of(record: logging.LogRecord) -> int:
     if text <= LARGE_TEXT and not record.exc_info:
         return RECORD_BYTES
     return RECORD_BYTES + text + (EXC_BYTES if record.exc_info else 0)
-
-
-def _freeze_message(record: logging.LogRecord, d: dict[str, Any]) -> None:
-    """Make a non-str ``msg`` safe for later: a structlog event dict frozen, else rendered."""
-    msg = d["msg"]
-    if msg.__class__ is dict and "event" in msg:  # structlog's ProcessorFormatter recipe
-        msg = freeze_event(msg)
-    if msg.__class__ is not EventDict:
-        d["msg"] = get_message(record)
-        d["args"] = None
-        return
-    if d["exc_info"] is None and "exc_info" in msg:
-        d["exc_info"] = msg["exc_info"]
-    args = d["args"]
-    if args and (type(args) is not tuple or any(type(arg) not in IMMUTABLE_TYPES for arg in args)):
-        rendered: logging.LogRecord = _new_record(_LogRecord)
-        rendered.__dict__ = {"msg": msg, "args": args}
-        msg = EventDict(msg)
-        msg["event"] = get_message(rendered)
-        d["args"] = None
-    d["msg"] = msg

@@ -33,19 +33,26 @@ from __future__ import annotations
 import contextvars
 import datetime
 import decimal
+import enum
 import fractions
 import logging
 import pathlib
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = [
     "IMMUTABLE_TYPES",
     "RESERVED_ATTRS",
+    "EventDict",
+    "PreparedRecord",
     "QueuedRecord",
+    "exc_tuple",
     "extra_items",
+    "freeze_event",
+    "freeze_in_place",
+    "freeze_message",
     "get_message",
     "safe_repr",
     "safe_str",
@@ -137,6 +144,7 @@ def extra_items(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:
 _NEEDS_TASKNAME = sys.version_info < (3, 12)
 _new_record = logging.LogRecord.__new__
 _LogRecord = logging.LogRecord
+_exc_info = sys.exc_info
 
 
 def task_coro_name(task: Any) -> str | None:
@@ -188,3 +196,112 @@ def unpack(item: Any) -> Any:
     copy.__dict__ = d
     copy.aiolog_context = context
     return copy
+
+
+# -- freezing what could change: structlog's event dicts -------------------------------
+
+_MAX_FREEZE_DEPTH = 32
+
+
+class EventDict(dict[str, Any]):
+    """A structlog event dict carried as a record's ``msg``; ``str()`` is the event text.
+
+    It travels through the queue intact and the formatters in the listener turn its keys
+    into fields (see :func:`aiolog.formatting.record_to_dict`). Being a ``str()``-able
+    message, it also reads well to any plain :class:`logging.Formatter`
+    (``%(message)s`` is the event) and it is still a dict to structlog's
+    ``ProcessorFormatter``. Made by :func:`freeze_event`.
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return safe_str(self.get("event"))
+
+
+def _freeze(value: Any, depth: int) -> Any:
+    """``value`` safe to read later on another thread: containers copied, objects rendered."""
+    cls = value.__class__
+    if cls in IMMUTABLE_TYPES:
+        return value
+    if depth >= _MAX_FREEZE_DEPTH:
+        return safe_repr(value)
+    depth += 1
+    if isinstance(value, dict):
+        return {key: _freeze(item, depth) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_freeze(item, depth) for item in value]
+        return tuple(items) if cls is tuple else items
+    if isinstance(value, enum.Enum):
+        return value
+    return safe_repr(value)  # could change before the listener runs: render it now
+
+
+def exc_tuple(value: Any) -> Any:
+    """structlog's ``exc_info`` value as a ``sys.exc_info()`` tuple (or None), taken now."""
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple):
+        return value
+    if value:
+        info = _exc_info()
+        return info if info[0] is not None else None
+    return None
+
+
+def freeze_event(event_dict: Mapping[str, Any]) -> EventDict:
+    """Copy a structlog event dict into an :class:`EventDict` the listener may read later.
+
+    Immutable values are kept; dicts, lists and tuples are copied all the way down; other
+    objects (they could change before the listener formats them) are replaced by their
+    ``repr()``, which is also what JSON output would show. ``exc_info`` (``True``, an
+    exception or a tuple) becomes a ``sys.exc_info()`` tuple taken now, on the thread
+    that logs: the listener thread has no current exception.
+    """
+    return freeze_in_place(EventDict(event_dict))
+
+
+def freeze_in_place(event: EventDict) -> EventDict:
+    """:func:`freeze_event` for an :class:`EventDict` that nothing else refers to yet."""
+    exc_info = event.pop("exc_info", None) if "exc_info" in event else None
+    for key, value in event.items():
+        if value.__class__ not in IMMUTABLE_TYPES:
+            event[key] = _freeze(value, 0)  # a new value for a key: no resize, iteration goes on
+    if exc_info is not None:
+        exc_info = exc_tuple(exc_info)
+        if exc_info is not None:
+            event["exc_info"] = exc_info
+    return event
+
+
+class PreparedRecord(logging.LogRecord):
+    """A record made with its emit-time context already captured (see :func:`fill_context`).
+
+    :mod:`aiolog.structlog` builds its records this way, frozen and complete, so that
+    :meth:`aiolog.QueueHandler.prepare` only has to copy them.
+    """
+
+
+def freeze_message(record: logging.LogRecord, d: dict[str, Any]) -> None:
+    """Make a record's non-str ``msg`` (in ``d``, its dict's copy) safe to read later.
+
+    A structlog event dict is frozen (:func:`freeze_event`), with arguments that could
+    change rendered into its ``event``; any other object is rendered into text now.
+    """
+    msg = d["msg"]
+    if msg.__class__ is dict and "event" in msg:  # structlog's ProcessorFormatter recipe
+        msg = freeze_event(msg)
+    if msg.__class__ is not EventDict:
+        d["msg"] = get_message(record)
+        d["args"] = None
+        return
+    if d["exc_info"] is None and "exc_info" in msg:
+        d["exc_info"] = msg["exc_info"]
+    args = d["args"]
+    if args and (type(args) is not tuple or any(type(arg) not in IMMUTABLE_TYPES for arg in args)):
+        rendered: logging.LogRecord = _new_record(_LogRecord)
+        rendered.__dict__ = {"msg": msg, "args": args}
+        msg = EventDict(msg)
+        msg["event"] = get_message(rendered)
+        d["args"] = None
+    d["msg"] = msg

@@ -89,16 +89,25 @@ import logging.config
 import logging.handlers
 import queue as queue_module
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import Any
 
+from aiolog import _factory
 from aiolog._exit import drain_on_sigterm
+from aiolog._handler import (
+    BaseQueueHandler,
+    logging_lock_released,
+    make_record_queue,
+    queue_options,
+)
 from aiolog._listener import QueueListener
-from aiolog._queue import DEFAULT_MAX_BYTES, DEFAULT_MAXSIZE, DEFAULT_TIMEOUT, RecordQueue
+from aiolog._queue import Overflow, RecordQueue
 
 __all__ = [
     "QUEUE_OPTIONS",
+    "QueueHandler",
     "drain_on_sigterm",
     "listener",
     "options_dropped_by_stdlib",
@@ -112,12 +121,6 @@ QUEUE_OPTIONS = ("maxsize", "max_bytes", "overflow", "timeout")
 _STDLIB_KEYS = frozenset({"queue", "listener", "handlers", "respect_handler_level"})
 
 #: The default bound, overflow policy and block timeout, as in :class:`aiolog.RecordQueue`.
-_QUEUE_DEFAULTS: dict[str, Any] = {
-    "maxsize": DEFAULT_MAXSIZE,
-    "max_bytes": DEFAULT_MAX_BYTES,
-    "overflow": "drop_newest",
-    "timeout": DEFAULT_TIMEOUT,
-}
 
 ListenerFactory = Callable[..., logging.handlers.QueueListener]
 
@@ -232,14 +235,6 @@ def make_queue(spec: Any) -> Any:
     return spec
 
 
-def record_queue(options: Mapping[str, Any]) -> RecordQueue:
-    """A :class:`aiolog.RecordQueue` from ``maxsize``/``overflow``/``timeout`` options."""
-    merged = {**_QUEUE_DEFAULTS, **options}
-    return RecordQueue(
-        merged["maxsize"], merged["overflow"], merged["timeout"], max_bytes=merged["max_bytes"]
-    )
-
-
 def is_stdlib_default_queue(q: Any) -> bool:
     """True for an empty, unbounded :class:`queue.Queue`: what 3.12+ make by default."""
     return type(q) is queue_module.Queue and q.maxsize <= 0 and q.empty()
@@ -316,3 +311,194 @@ def caller_frame() -> FrameType | None:
         return sys._getframe(2)
     except ValueError:  # pragma: no cover - a stack too shallow
         return None
+
+
+#: Records logged to a closed, named QueueHandler (a dictConfig re-run closes the old
+#: handlers before it attaches the new ones), kept for the next handler of the same name.
+_orphans: dict[str, RecordQueue] = {}
+_orphans_lock = threading.Lock()
+
+
+class QueueHandler(BaseQueueHandler):
+    """:class:`aiolog.QueueHandler`: the emit path, and what dictConfig needs of it.
+
+    ``QueueHandler(queue)`` works like the stdlib class; without a queue the handler makes
+    an :class:`aiolog.RecordQueue` with ``maxsize``, ``max_bytes``, ``overflow`` and
+    ``timeout``. The emit path is :class:`aiolog._handler.BaseQueueHandler`'s; this class
+    adds the stdlib's queue-handler form of :func:`logging.config.dictConfig` (see the
+    module docstring): the ``handlers``, ``listener`` and ``respect_handler_level`` keys, a
+    queue given by name or factory, the :attr:`listener` property that starts the listener
+    3.12+ build and never start, and the hand-over of a named handler's records to its
+    successor when dictConfig runs again.
+
+    :param handlers: handlers (or names of handlers) to write to: the handler then builds
+        its listener (with ``listener``, ``respect_handler_level``) and starts it. This is
+        how :func:`logging.config.dictConfig` on 3.10/3.11, or the ``"()"`` form anywhere,
+        builds the stdlib's queue-handler form.
+    :param listener: with ``handlers``: the listener class or factory, or its dotted name
+        (default :class:`aiolog.QueueListener`).
+    :param respect_handler_level: with ``handlers``: passed to the listener.
+    :param maxsize: bound in records of the queue the handler makes (default 200 000).
+    :param max_bytes: its bound in estimated bytes (default 128 MiB).
+    :param overflow: its overflow policy (default ``"drop_newest"``).
+    :param timeout: the longest the ``"block"`` policy waits (default 5 s).
+    :param level: the handler's level.
+    """
+
+    def __init__(
+        self,
+        queue: Any = None,
+        *,
+        handlers: Iterable[logging.Handler | str] | None = None,
+        listener: Any = None,
+        respect_handler_level: bool = False,
+        maxsize: int | None = None,
+        max_bytes: int | None = None,
+        overflow: Overflow | None = None,
+        timeout: float | None = None,
+        level: int | str = logging.NOTSET,
+    ) -> None:
+        options = queue_options(maxsize, max_bytes, overflow, timeout)
+        pending: dict[str, Any] = {}
+        listener_obj: logging.handlers.QueueListener | None = None
+        # Resolve everything before the handler exists: a target that is not built yet
+        # must fail without side effects, for dictConfig to retry it later.
+        targets = None
+        if handlers is not None:
+            try:
+                targets = resolve_handlers(handlers)
+            except ValueError as exc:
+                if "not configured yet" in str(exc.__cause__):
+                    restore_for_retry()
+                raise
+        if targets is None and listener is not None:
+            raise ValueError("'listener' needs 'handlers': the handlers it should write to")
+        if queue is None:
+            queue = make_record_queue(options)
+        else:
+            if not callable(getattr(queue, "put_nowait", None)):
+                queue = make_queue(queue)
+            if options:
+                if not is_stdlib_default_queue(queue):
+                    raise ValueError(
+                        f"{', '.join(options)} set up the queue the handler makes: give them "
+                        f"to the queue instead ({type(queue).__name__} was given)"
+                    )
+                pending = options  # 3.13's dictConfig: replaced when the listener is set
+        if targets is not None:
+            factory = listener_factory(listener)
+            listener_obj = factory(queue, *targets, respect_handler_level=respect_handler_level)
+        super().__init__(queue, level=level)
+        self._pending_options = pending
+        self._retired = False
+        if listener_obj is not None:
+            self.listener = listener_obj
+
+    @property
+    def listener(self) -> logging.handlers.QueueListener | None:
+        """The listener that drains this handler's queue, if one was attached.
+
+        Setting an :class:`aiolog.QueueListener` starts it (a no-op when it runs already):
+        :func:`logging.config.dictConfig` on 3.12+ sets this attribute and never starts
+        the listener itself (cpython #117827). When the handler and the listener share an
+        empty, unbounded :class:`queue.Queue` (what dictConfig makes when the config names
+        no queue), a bounded :class:`aiolog.RecordQueue` replaces it on both sides.
+        The stdlib's own :class:`logging.handlers.QueueListener`, which 3.12+ use when
+        the dict names no listener, is replaced by an aiolog one (as 3.10/3.11 would
+        build); other listener classes are stored and left to their owner to start, as
+        in the stdlib. ``None`` detaches without stopping. Set by dictConfig, it also
+        installs :func:`drain_on_sigterm`.
+        """
+        return self.__dict__.get("_listener")
+
+    @listener.setter
+    def listener(self, listener: logging.handlers.QueueListener | None) -> None:
+        frame = caller_frame()
+        if type(listener) is logging.handlers.QueueListener and is_stdlib_default(frame):
+            # 3.12+ dictConfig with no "listener" key: aiolog's listener, as on 3.10/3.11.
+            listener = QueueListener(
+                listener.queue,
+                *listener.handlers,
+                respect_handler_level=listener.respect_handler_level,
+            )
+        if listener is None or not isinstance(listener, QueueListener):
+            self.__dict__["_listener"] = listener
+            return
+        options = {**self.__dict__.get("_pending_options", {})}
+        for key, value in options_dropped_by_stdlib(frame).items():
+            if key not in QUEUE_OPTIONS:
+                raise TypeError(f"aiolog.QueueHandler got an unexpected key {key!r}")
+            options.setdefault(key, value)
+        if not listener.handlers:
+            raise ValueError(
+                "the listener has no handlers and would drop every record: "
+                "name the handlers it writes to under 'handlers'"
+            )
+        if listener.queue is self.queue and is_stdlib_default_queue(self.queue):
+            bounded = make_record_queue(options)
+            self.queue = listener.queue = bounded
+        elif options:
+            raise ValueError(
+                f"{', '.join(options)} set up the queue the handler makes: give them to "
+                f"the queue instead ({type(self.queue).__name__} was given)"
+            )
+        self._pending_options = {}
+        self.__dict__["_listener"] = listener
+        with logging_lock_released():
+            listener.start()
+        if building_handler():
+            drain_on_sigterm()
+            _factory.install()
+
+    def set_name(self, name: str) -> None:
+        """Name the handler; records a closed handler of that name kept come to this one."""
+        super().set_name(name)
+        q = self.queue
+        if name and isinstance(q, RecordQueue):
+            with _orphans_lock:
+                orphan = _orphans.pop(name, None)
+            if orphan is not None and orphan is not q:
+                orphan.forward(q)
+
+    name = property(logging.Handler.get_name, set_name)
+
+    def close(self) -> None:
+        """Stop the attached listener (draining the queue), then close; see the base class.
+
+        A named handler that a :func:`logging.config.dictConfig` re-run is replacing keeps
+        what is still logged to it afterwards for its successor: dictConfig closes the old
+        handlers before it attaches the new ones to the loggers, and a thread logging
+        meanwhile must not lose records. The records wait in a new bounded queue until a
+        handler of the same name is made (see :meth:`set_name`), which then writes them.
+        Such a re-run is told from a plain ``logging.shutdown()`` by logging's table of
+        named handlers, which dictConfig empties first.
+        """
+        listener = self.listener
+        q = self.queue
+        name = self.name
+        handlers: Any = logging._handlers  # type: ignore[attr-defined]
+        if (
+            listener is None
+            or not name
+            or handlers.get(name) is self
+            or self._retired
+            or not isinstance(q, RecordQueue)
+            or sys.is_finalizing()
+        ):
+            super().close()
+            return
+        self._retired = True
+        holding = RecordQueue(q.maxsize, q.overflow, q.timeout, max_bytes=q.max_bytes)
+        self.queue = holding  # later records wait here...
+        # ...and so do those that raced past the swap. Forward before stopping: a record
+        # put into the old queue after its listener's last drain would otherwise be
+        # counted lost at stop.
+        q.forward(holding)
+        with logging_lock_released():
+            listener.stop()
+        with _orphans_lock:
+            previous = _orphans.get(name)
+            _orphans[name] = holding
+        if previous is not None:
+            previous.forward(holding)
+        super().close()

@@ -13,7 +13,7 @@
 
 A structlog call costs the caller only what cannot wait: the level check, the event dict
 that structlog builds anyway, the user's own processors, and :func:`to_aiolog`, which
-freezes the event dict (see :func:`aiolog._handler.freeze_event`) and returns it as the
+freezes the event dict (see :func:`aiolog._record.freeze_event`) and returns it as the
 ``msg`` of a :class:`logging.LogRecord`. The rest is done by what stdlib records already
 get: the record goes through the logger of the same name (its level, filters, handlers),
 aiolog's handler captures the asyncio task, coroutine and a :mod:`contextvars` snapshot,
@@ -39,6 +39,7 @@ Everything here also works with structlog's own stdlib integration
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -53,20 +54,16 @@ import structlog
 import structlog.contextvars
 from structlog.typing import Processor, WrappedLogger
 
-from aiolog._context import callback_name
-from aiolog._handler import (
+from aiolog._context import ORIGIN_TASK, callback_name, fill_context
+from aiolog._handler import BaseQueueHandler
+from aiolog._record import (
     EventDict,
     PreparedRecord,
-    QueueHandler,
-    _current_task,
-    _exc_tuple,
-    _get_running_loop,
-    _origin_task,
-    fill_context,
+    exc_tuple,
     freeze_event,
     freeze_in_place,
+    task_coro_name,
 )
-from aiolog._record import task_coro_name
 
 __all__ = [
     "AiologLogger",
@@ -108,15 +105,15 @@ def add_task_context(
     Records routed by :func:`to_aiolog` carry this context without it; it is for chains
     that render on the caller (structlog's own ``JSONRenderer`` to a file, say).
     """
-    loop = _get_running_loop()
-    task = _current_task(loop) if loop is not None else None
+    loop = asyncio._get_running_loop()
+    task = asyncio.current_task(loop) if loop is not None else None
     if task is None:
         if loop is not None:
             callback = callback_name()
             if callback is not None:
                 event_dict.setdefault("callback", callback)
             return event_dict
-        ref = _origin_task()
+        ref = ORIGIN_TASK.get()
         task = ref() if ref is not None else None
         if task is None:
             return event_dict
@@ -132,7 +129,7 @@ def to_aiolog(
 
     Returns ``((event_dict, *positional_args), kwargs)``, what a :class:`logging.Logger`
     method (or an :class:`AiologLogger`'s) takes. The event dict is frozen
-    (:func:`aiolog._handler.freeze_event`); ``exc_info`` becomes the record's exception,
+    (:func:`aiolog._record.freeze_event`); ``exc_info`` becomes the record's exception,
     captured now; ``stack_info=True`` the record's stack (without source lines: reading
     them is I/O); ``positional_args`` (structlog's ``log.info("%s", x)``) the record's
     ``args``, formatted in the listener. ``_logger``/``_name`` go along as record
@@ -265,7 +262,7 @@ def _make_record(
 
     The same values as the stdlib's (honouring ``logging.logThreads`` and friends), the
     caller's location from ``frame``, and the emit-time context aiolog's handler would
-    capture (:func:`aiolog._handler.fill_context`). The process id is cached (renewed in
+    capture (:func:`aiolog._context.fill_context`). The process id is cached (renewed in
     a forked child): ``os.getpid()`` is a system call on every record otherwise.
     """
     if frame is not None:
@@ -288,7 +285,7 @@ def _make_record(
     d["filename"] = filename
     d["module"] = module
     if exc_info:
-        d["exc_info"] = _exc_tuple(exc_info)
+        d["exc_info"] = exc_tuple(exc_info)
     if stack_info:
         d["stack_info"] = _stack(frame)
     d["lineno"] = lineno
@@ -389,7 +386,7 @@ class AiologLogger:
                     return
                 only = handlers[0]
             current = current.parent if current.propagate else None
-        if only is None or only.__class__ is not QueueHandler:
+        if only is None or not isinstance(only, BaseQueueHandler) or not only._packs:
             logger.callHandlers(record)
         elif record.levelno >= only.level:
             only.emit_prepared(record)

@@ -20,7 +20,7 @@ import pytest
 
 import aiolog
 from aiolog import QueueHandler, QueueListener, RecordQueue
-from aiolog import _handler as handler_module
+from aiolog import dictconfig as dictconfig_module
 from aiolog.testing import CaptureSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def _close_configured_handlers() -> Iterator[None]:
             handler = ref()
             if ref not in before and handler is not None:
                 handler.close()
-        handler_module._orphans.clear()
+        dictconfig_module._orphans.clear()
         signal.signal(signal.SIGTERM, sigterm)
 
 

@@ -42,13 +42,23 @@ sinks read the same record object.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from aiolog._executor import DaemonExecutor
 
-__all__ = ["Sink", "WriteResult"]
+__all__ = ["Sink", "WriteResult", "describe"]
+
+_T = TypeVar("_T")
+
+
+def describe(exc: BaseException) -> str:
+    """``"TypeName: message"``, as stats and notices show errors (never empty)."""
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not str(exc):
+        return "TimeoutError: timed out"
+    return f"{type(exc).__name__}: {str(exc) or repr(exc)}"
 
 
 class WriteResult(NamedTuple):
@@ -74,10 +84,21 @@ class Sink(logging.Handler):
     #: Text used in ``stats()`` and error messages: the sink's URL with secrets redacted.
     url: str = ""
 
+    #: Made by :mod:`aiolog._direct` (imported with :mod:`aiolog`): the private queue
+    #: handler of a sink attached straight to a logger, and what closes it. The sinks
+    #: cannot import the handler and the listener, which import this module.
+    private_handler: ClassVar[Callable[[Sink], logging.Handler]]
+    close_private_pipeline: ClassVar[Callable[[Sink], None]]
+
     def __init__(self, level: int | str = logging.NOTSET) -> None:
         super().__init__(level)
         self._executor: DaemonExecutor | None = None
         self._direct: object | None = None
+        #: The sink's own failures (formatting, writes, connects: one per failure, not
+        #: per record), merged into ``stats()``.
+        self.errors = 0
+        #: The latest of them, ``"TypeName: message"`` (secrets redacted).
+        self.last_error: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -107,13 +128,40 @@ class Sink(logging.Handler):
         """
         raise NotImplementedError
 
+    def render(
+        self, records: Iterable[logging.LogRecord], encode: Callable[[logging.LogRecord], _T]
+    ) -> Iterator[_T]:
+        """Yield ``encode(record)`` for each record; a record it fails on is left out.
+
+        The one place a formatting failure is decided: the record is lost (a sink counts
+        what it did not write as lost), the failure is noted in :attr:`errors` and
+        :attr:`last_error`, and nothing is printed (``handleError`` would print a
+        traceback per record). Each result is yielded as it is made, so a sink can append
+        it to its buffer and let it go at once.
+        """
+        for record in records:
+            try:
+                yield encode(record)
+            except Exception as exc:
+                self.note_error(exc)
+
+    def note_error(self, error: BaseException | str) -> None:
+        """Count a failure of the sink's own and remember it as :attr:`last_error`."""
+        self.errors += 1
+        text = error if isinstance(error, str) else describe(error)
+        self.last_error = self._redact(text)
+
+    def _redact(self, text: str) -> str:
+        """Hook for sinks whose errors may quote a secret; the default changes nothing."""
+        return text
+
     def sink_stats(self) -> dict[str, Any]:
         """Counters the sink keeps itself, merged into ``Pipeline.stats()``.
 
         ``errors`` and ``last_error`` are combined with the listener's own; other keys
-        (a network sink's ``retries`` and ``connects``) are shown as they are. Default: none.
+        (a network sink's ``retries`` and ``connects``) are shown as they are.
         """
-        return {}
+        return {"errors": self.errors, "last_error": self.last_error}
 
     async def aclose(self) -> None:
         """Release connections and files; the default does nothing."""
@@ -132,17 +180,13 @@ class Sink(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Hand the record to a private listener: used only when attached directly."""
         try:
-            from aiolog._listener import direct_handler_for
-
-            direct_handler_for(self).handle(record)
+            Sink.private_handler(self).handle(record)
         except Exception:
             self.handleError(record)
 
     def close(self) -> None:
         """Stop a private listener if one was started, then close as a handler."""
-        from aiolog._listener import close_direct
-
-        close_direct(self)
+        Sink.close_private_pipeline(self)
         super().close()
 
     def __repr__(self) -> str:

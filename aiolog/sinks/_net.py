@@ -44,8 +44,8 @@ from aiolog.sinks._base import Sink
 
 __all__ = [
     "Backoff",
+    "ConnectionSink",
     "NetworkSink",
-    "StreamSink",
     "TLSOptions",
     "context_items",
     "parse_bool",
@@ -320,14 +320,6 @@ def context_items(record: logging.LogRecord) -> list[tuple[str, Any]]:
 # ---------------------------------------------------------------------------- the base
 
 
-def describe(exc: BaseException) -> str:
-    """``"TypeName: message"``, as the listener shows errors (never empty)."""
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not str(exc):
-        return "TimeoutError: timed out"
-    text = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {text}"
-
-
 class NetworkSink(Sink):
     """Base of the network sinks: counters, backoff, the default formatter.
 
@@ -354,14 +346,10 @@ class NetworkSink(Sink):
             parse_seconds(self.kind, "backoff_initial", backoff_initial),
             parse_seconds(self.kind, "backoff_max", backoff_max),
         )
-        #: Failed connects, writes and requests (one per failure, not per record).
-        self.errors = 0
         #: Attempts after a failure: reconnections and resent requests.
         self.retries = 0
         #: Connections (or HTTP clients) established.
         self.connects = 0
-        #: The latest failure, ``"TypeName: message"``, credentials redacted.
-        self.last_error: str | None = None
         self._default_formatter: logging.Formatter | None = None
 
     def sink_stats(self) -> dict[str, Any]:
@@ -376,16 +364,6 @@ class NetworkSink(Sink):
             "connects": self.connects,
             "last_error": self.last_error,
         }
-
-    def note_error(self, error: BaseException | str) -> None:
-        """Count a failure and remember it as :attr:`last_error` (secrets redacted)."""
-        self.errors += 1
-        text = error if isinstance(error, str) else describe(error)
-        self.last_error = self._redact(text)
-
-    def _redact(self, text: str) -> str:
-        """Hook for subclasses whose errors may quote a secret; the URL is already safe."""
-        return text
 
     def format(self, record: logging.LogRecord) -> str:
         """Format with the handler's formatter, else the sink's default one."""
@@ -407,7 +385,7 @@ class NetworkSink(Sink):
         await asyncio.sleep(self.backoff.next())
 
 
-class StreamSink(NetworkSink):
+class ConnectionSink(NetworkSink):
     """A sink that writes frames to a TCP (optionally TLS) connection it keeps open.
 
     Subclasses turn a record into one frame of bytes with :meth:`frame`. ``write`` sends a
@@ -437,16 +415,11 @@ class StreamSink(NetworkSink):
 
     async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """Send the batch; return how many of its records could not be delivered."""
-        lost = 0
+        lost = len(records)  # each record sent counts itself off
         chunk: list[bytes] = []
         size = 0
-        for record in records:
-            try:
-                frame = self.frame(record)
-            except Exception as exc:  # a formatter that raises: lose this record only
-                self.note_error(exc)
-                lost += 1
-                continue
+        for frame in self.render(records, self.frame):
+            lost -= 1
             chunk.append(frame)
             size += len(frame)
             if size >= CHUNK_BYTES:

@@ -169,11 +169,6 @@ def _stamp_text(wall_us: int) -> str:
     return f"{time.strftime(_STAMP_FORMAT, time.gmtime(seconds))}.{micro:06d}"
 
 
-def _describe(exc: BaseException) -> str:
-    """Return ``"TypeName: message"``, as the listener shows errors."""
-    return f"{type(exc).__name__}: {str(exc) or repr(exc)}"
-
-
 def _notice(message: str) -> None:
     """Tell the operator about a failure that loses no record (rotation, compression)."""
     try:
@@ -369,10 +364,6 @@ class FileSink(Sink):
         #: ``(st_dev, st_ino)`` of a file that ends with a torn line we could not cut off:
         #: the next write to that file starts with a newline.
         self._torn: tuple[int, int] | None = None
-        #: Failures of this sink's own (formatting, writing), for ``stats()``.
-        self.errors = 0
-        #: The last of those failures, as ``"TypeName: message"``.
-        self.last_error: str | None = None
         self._compressor: DaemonExecutor | None = None
         self._compressions: list[concurrent.futures.Future[None]] = []
 
@@ -501,15 +492,6 @@ class FileSink(Sink):
         assert self._file is not None
         return await self._file.write(data)
 
-    def note_error(self, error: BaseException) -> None:
-        """Count a failure of the sink's own and remember it as :attr:`last_error`."""
-        self.errors += 1
-        self.last_error = _describe(error)
-
-    def sink_stats(self) -> dict[str, Any]:
-        """``errors`` and ``last_error``: formatting and write failures, for ``stats()``."""
-        return {"errors": self.errors, "last_error": self.last_error}
-
     async def aclose(self) -> None:
         """Wait (at most :data:`COMPRESS_WAIT` seconds) for compression, then close the file."""
         self._file = None
@@ -602,18 +584,10 @@ class FileSink(Sink):
         ends: list[list[int]] = []
         block = bytearray()
         block_ends: list[int] = []
-        failed = 0
-        line_of = self._line_encoder()
-        for record in records:
-            try:
-                if line_of is not None:
-                    line = line_of(record)
-                else:
-                    line = f"{self.format(record)}\n".encode(self.encoding, "backslashreplace")
-            except Exception as exc:
-                failed += 1
-                self.note_error(exc)
-                continue
+        failed = len(records)  # each line made counts itself off
+        encode = self._line_encoder() or self._encode_line
+        for line in self.render(records, encode):
+            failed -= 1
             if block and len(block) + len(line) > CHUNK_SIZE:
                 chunks.append(block)
                 ends.append(block_ends)
@@ -625,6 +599,10 @@ class FileSink(Sink):
             chunks.append(block)
             ends.append(block_ends)
         return chunks, ends, failed
+
+    def _encode_line(self, record: logging.LogRecord) -> bytes:
+        """One record as a line of the file's text encoding (unencodable: escaped)."""
+        return f"{self.format(record)}\n".encode(self.encoding, "backslashreplace")
 
     # -- the executor side -----------------------------------------------------------------
 

@@ -37,12 +37,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from aiolog._urls import redact_url
+from aiolog.sinks._base import describe
 from aiolog.sinks._net import (
     COMMON_OPTIONS,
     TLS_OPTIONS,
     NetworkSink,
     TLSOptions,
-    describe,
     parse_bool,
     parse_seconds,
     parse_size,
@@ -370,16 +370,11 @@ class HttpSink(HttpPoster):
 
     async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """POST the batch in bodies of at most ``batch_bytes``; return the records lost."""
-        lost = 0
+        lost = len(records)  # each record sent counts itself off
         lines: list[bytes] = []
         size = 0
-        for record in records:
-            try:
-                line = self.format(record)
-            except Exception as exc:
-                self.note_error(exc)
-                lost += 1
-                continue
+        for line in self.render(records, self.format):
+            lost -= 1
             if "\n" in line or "\r" in line:
                 line = line.replace("\r", "\\r").replace("\n", "\\n")
             data = f"{line}\n".encode("utf-8", "backslashreplace")

@@ -120,7 +120,17 @@ class StreamSink(Sink):
             stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
         stream.flush()
 
-    async def write(self, records: Sequence[logging.LogRecord]) -> None:
-        """Format the batch and write it in one call on the worker thread."""
-        text = "".join([self.format(record) + "\n" for record in records])
-        await asyncio.get_running_loop().run_in_executor(self.executor, self._write_text, text)
+    async def write(self, records: Sequence[logging.LogRecord]) -> int:
+        """Format the batch and write it in one call on the worker thread.
+
+        Return how many records the formatter failed on (they are lost, see
+        :meth:`~aiolog.sinks.Sink.render`).
+        """
+        lines = list(self.render(records, self._line))
+        if lines:
+            text = "".join(lines)
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._write_text, text)
+        return len(records) - len(lines)
+
+    def _line(self, record: logging.LogRecord) -> str:
+        return f"{self.format(record)}\n"

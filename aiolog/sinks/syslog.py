@@ -56,7 +56,7 @@ from aiolog._urls import redact_url
 from aiolog.sinks._net import (
     COMMON_OPTIONS,
     TLS_OPTIONS,
-    StreamSink,
+    ConnectionSink,
     context_items,
     parse_bool,
     parse_endpoint,
@@ -208,7 +208,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.sink._udp = None
 
 
-class SyslogSink(StreamSink):
+class SyslogSink(ConnectionSink):
     """Send records as RFC 5424 syslog messages over UDP, TCP or TLS.
 
     :param host: the receiver's name or address.

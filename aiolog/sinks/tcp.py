@@ -25,7 +25,7 @@ from aiolog._urls import redact_url
 from aiolog.sinks._net import (
     COMMON_OPTIONS,
     TLS_OPTIONS,
-    StreamSink,
+    ConnectionSink,
     parse_endpoint,
     tls_options,
     url_options,
@@ -36,7 +36,7 @@ __all__ = ["TcpSink"]
 _SCHEMES = {"tcp": False, "tcp+tls": True}
 
 
-class TcpSink(StreamSink):
+class TcpSink(ConnectionSink):
     """Send records as newline-delimited JSON over a TCP or TLS connection.
 
     :param host: the peer's name or address.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aiolog.sinks import _net
+from aiolog.sinks._base import describe
 from aiolog.sinks._net import Backoff, TLSOptions, parse_endpoint, parse_size, url_options
 from tests.integration.peers import Certs, make_certs
 
@@ -129,8 +129,8 @@ def test_tls_loads_a_client_certificate(certs: Certs) -> None:
 
 def test_describe_names_the_type_and_never_returns_an_empty_message() -> None:
     """Errors read ``Type: message``; timeouts say they timed out."""
-    assert "ConnectionRefusedError: [Errno 111] refused" == _net.describe(
+    assert "ConnectionRefusedError: [Errno 111] refused" == describe(
         ConnectionRefusedError(111, "refused")
     )
-    assert "TimeoutError: timed out" == _net.describe(TimeoutError())
-    assert "OSError: OSError()" == _net.describe(OSError())
+    assert "TimeoutError: timed out" == describe(TimeoutError())
+    assert "OSError: OSError()" == describe(OSError())
