@@ -378,6 +378,22 @@ def write_docs(results: dict[str, Any], docs: Path) -> list[Path]:
         plots["scenarios"] = SCENARIO_PLOT_NAME
     written += [docs / name for name in plots.values()]
     page = docs / "benchmarks.md"
-    page.write_text(render(results, plots), encoding="utf-8")
+    text = render(results, plots)
+    kept = _burst_section(page)  # written by `python -m benchmarks.burst --write-docs`
+    if kept:
+        text = f"{text.rstrip()}\n\n{kept}\n"
+    page.write_text(text, encoding="utf-8")
     written.insert(0, page)
     return written
+
+
+def _burst_section(page: Path) -> str:
+    """The page's "Burst to disk" section (kept as it is), or "" when there is none."""
+    try:
+        old = page.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    start, end = old.find("<!-- burst:begin -->"), old.find("<!-- burst:end -->")
+    if start < 0 or end < start:
+        return ""
+    return old[start : end + len("<!-- burst:end -->")]
