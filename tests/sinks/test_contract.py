@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,19 @@ class Case:
     formats: bool = True
     #: What a forked child wrote can be read from this process (not for memory sinks).
     shared: bool = True
+
+    def wait_for(self, *texts: str, timeout: float = 10.0) -> str:
+        """What the peer got, once it holds every one of ``texts`` (or the timeout passed).
+
+        A network peer reads on its own thread: what a sink handed to the kernel arrives a
+        moment later.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.received()
+            if all(text in got for text in texts) or time.monotonic() > deadline:
+                return got
+            time.sleep(0.01)
 
 
 class Picky(JSONFormatter):
@@ -178,7 +192,7 @@ def test_a_formatter_failure_loses_that_record_only_and_is_counted(
     assert (3, 2, 1) == (stats["offered"], stats["written"], stats["dropped_error"])
     assert "ValueError: cannot format boom" in stats["last_error"]
     assert stats["errors"] >= 1
-    text = case.received()
+    text = case.wait_for("first", "last")
     assert "first" in text
     assert "last" in text
     # Only a loss notice may mention it (its last error names the failure).
@@ -258,11 +272,10 @@ def test_a_forked_child_forgets_the_parents_resources(case: Case, logger: loggin
     logger.info("parent after")
     assert listener.flush(10)
     assert listener.stop(10)
-    text = case.received()
-    assert "parent before" in text
-    assert "parent after" in text
-    if case.shared:
-        assert "from the child" in text
+    expected = ["parent before", "parent after"] + (["from the child"] if case.shared else [])
+    text = case.wait_for(*expected)
+    for line in expected:
+        assert line in text
 
 
 def test_the_documented_counters_are_there(case: Case, logger: logging.Logger) -> None:
