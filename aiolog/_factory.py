@@ -31,6 +31,8 @@ import threading
 import time
 from typing import Any
 
+from aiolog._record import CapturedRecord
+
 __all__ = ["FastLogRecord", "install", "installed", "uninstall"]
 
 _logging: Any = logging  # the module flags (logThreads...) are read on every record
@@ -75,11 +77,13 @@ def _split(pathname: str) -> tuple[str, str]:
     return parts
 
 
-class FastLogRecord(logging.LogRecord):
+class FastLogRecord(CapturedRecord):
     """A :class:`logging.LogRecord` built with cached path, level and process lookups.
 
     Made by the record factory that :func:`install` sets; never instantiated directly by
     users. Attribute for attribute, value for value, it is what the stdlib would build.
+    Its two slots (see :class:`aiolog._record.CapturedRecord`) let the listener take it
+    over once the logger call that made it has returned, instead of copying it.
     """
 
     def __init__(

@@ -45,6 +45,7 @@ from typing import Any
 __all__ = [
     "IMMUTABLE_TYPES",
     "RESERVED_ATTRS",
+    "CapturedRecord",
     "EventDict",
     "PreparedRecord",
     "QueuedRecord",
@@ -145,6 +146,9 @@ _NEEDS_TASKNAME = sys.version_info < (3, 12)
 _new_record = logging.LogRecord.__new__
 _LogRecord = logging.LogRecord
 _exc_info = sys.exc_info
+_getrefcount = sys.getrefcount
+#: How many attributes a record made by a logger has before any ``extra=`` field.
+_RECORD_FIELDS = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 
 
 def task_coro_name(task: Any) -> str | None:
@@ -153,35 +157,75 @@ def task_coro_name(task: Any) -> str | None:
     return getattr(coro, "__qualname__", None) or getattr(coro, "__name__", None)
 
 
-class QueuedRecord(logging.LogRecord):
-    """The listener's copy of a record, as :func:`unpack` makes it.
+class CapturedRecord(logging.LogRecord):
+    """A :class:`logging.LogRecord` with two slots for what the listener attaches to it.
 
-    A :class:`logging.LogRecord` in every way, except that ``aiolog_context`` lives in a
-    slot rather than in ``__dict__``: a dict holding only plain data (strings, numbers,
-    tuples of them) is dropped from the garbage collector's lists, and with thousands of
-    records waiting in a sink buffer that makes collections several times cheaper. Read it
-    as an attribute (``getattr(record, "aiolog_context", None)``), as the formatters do.
+    ``aiolog_context`` (the emit-time :mod:`contextvars` snapshot) lives in a slot rather
+    than in ``__dict__``: a dict holding only plain data (strings, numbers, tuples of them)
+    is dropped from the garbage collector's lists, and with thousands of records waiting in
+    a queue or a sink buffer that makes collections several times cheaper. Read it as an
+    attribute (``getattr(record, "aiolog_context", None)``), as the formatters do.
+
+    ``aiolog_extras`` is ``()`` when the record is known to carry no ``extra=`` fields
+    (it had exactly the attributes a logger's record has), else ``None``: the formatters
+    then look at its attributes. :class:`aiolog.FastLogRecord` and :class:`QueuedRecord`
+    are such records; the slots are unset until :func:`unpack` sets them.
     """
 
-    __slots__ = ("aiolog_context",)
-    aiolog_context: contextvars.Context | None
+    __slots__ = ("_aiolog_context", "aiolog_extras")
+    _aiolog_context: contextvars.Context | None
+    aiolog_extras: tuple[str, ...] | None
+
+    @property
+    def aiolog_context(self) -> contextvars.Context | None:
+        """The emit-time :mod:`contextvars` snapshot, or None.
+
+        From the slot when the listener set it, else from ``__dict__``: a record made by
+        ``logging.makeLogRecord(other.__dict__)`` (as structlog's ``ProcessorFormatter``
+        copies records) carries it there.
+        """
+        try:
+            return self._aiolog_context
+        except AttributeError:
+            context: contextvars.Context | None = self.__dict__.get("aiolog_context")
+            return context
+
+    @aiolog_context.setter
+    def aiolog_context(self, context: contextvars.Context | None) -> None:
+        self._aiolog_context = context
+
+
+class QueuedRecord(CapturedRecord):
+    """The listener's copy of a record made by another factory, as :func:`unpack` makes it.
+
+    A :class:`logging.LogRecord` in every way, with :class:`CapturedRecord`'s slots.
+    """
+
+    __slots__ = ()
 
 
 def unpack(item: Any) -> Any:
     """The record a queued item stands for; items that are not packed pass through.
 
     A packed item is the tuple :meth:`aiolog.QueueHandler.emit` queues:
-    ``(record, task name, task, callback name, contextvars snapshot)``. The result is a
-    new :class:`QueuedRecord` with the record's attributes and the captured ones
-    (``taskName``, ``aiolog_coro``, ``aiolog_callback``, ``aiolog_context``): the
-    listener's private copy, which it may annotate freely. Copying a dict whose keys are
-    all strings runs no Python code, so the copy is a consistent snapshot even while a
+    ``(record, task name, task, callback name, contextvars snapshot)``. The result is the
+    listener's private record, which it may annotate freely, with the captured attributes
+    set (``taskName``, ``aiolog_coro``, ``aiolog_callback``, ``aiolog_context``). When
+    nothing else refers to the record any more (the usual case: the logger call that made
+    it has returned, and no other handler kept it) and it has the slots
+    (:class:`aiolog.FastLogRecord`), it is that record itself. Otherwise it is a new
+    :class:`QueuedRecord` with a copy of its attributes: copying a dict whose keys are all
+    strings runs no Python code, so the copy is a consistent snapshot even while a
     handler on the caller's side is still formatting the original.
     """
     if item.__class__ is not tuple:
         return item
     record, task_name, task, callback, context = item
-    d = record.__dict__.copy()
+    fields = len(record.__dict__)
+    # The tuple, the local name and the call's argument: with no other reference, no one
+    # else can see the record any more, and it becomes the listener's without a copy.
+    owned = _getrefcount(record) == 3 and isinstance(record, CapturedRecord)
+    d = record.__dict__ if owned else record.__dict__.copy()
     if task is not None:
         if _NEEDS_TASKNAME or d.get("taskName") is None:
             d["taskName"] = task_name
@@ -192,9 +236,15 @@ def unpack(item: Any) -> Any:
             d["taskName"] = None
         d["aiolog_coro"] = None
     d["aiolog_callback"] = callback
-    copy: QueuedRecord = _new_record(QueuedRecord)
-    copy.__dict__ = d
+    if owned:
+        copy: CapturedRecord = record
+    else:
+        copy = _new_record(QueuedRecord)
+        copy.__dict__ = d
     copy.aiolog_context = context
+    # A logger's record has these attributes and its extra= fields (which may not replace
+    # any of them): with no more, it has no extras.
+    copy.aiolog_extras = () if fields == _RECORD_FIELDS else None
     return copy
 
 

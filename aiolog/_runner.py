@@ -146,7 +146,9 @@ class SinkRunner:
         self.name = self.sink.display_name
         self.maxsize = listener.buffer_size
         self.max_bytes = listener.buffer_bytes
-        self.max_batch = listener.max_batch
+        # A sink may take larger batches than the pump hands out (a file: one hand-over to
+        # its worker thread per batch, whatever its size).
+        self.max_batch = max(listener.max_batch, getattr(self.sink, "batch_records", 0) or 0)
         self.check_level = listener.respect_handler_level
         self.buffer: collections.deque[Any] = collections.deque()
         #: The estimated size of each item in :attr:`buffer` (0 for marks).

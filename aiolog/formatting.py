@@ -67,6 +67,7 @@ except ImportError:  # pragma: no cover - orjson is an optional speed-up
 
 _get_level_name = logging.getLevelName
 _LINE_OPTIONS = 0 if _orjson is None else _orjson.OPT_NON_STR_KEYS | _orjson.OPT_APPEND_NEWLINE
+_NON_STR = 0 if _orjson is None else _orjson.OPT_NON_STR_KEYS
 
 __all__ = [
     "JSONFormatter",
@@ -197,6 +198,9 @@ def _extra_keys(record: logging.LogRecord) -> tuple[str, ...]:
     attribute names: records from the same call site share one, and hashing that tuple
     costs less than filtering every attribute again.
     """
+    known: tuple[str, ...] | None = getattr(record, "aiolog_extras", None)
+    if known is not None:  # the listener's copy knows
+        return known
     shape = tuple(record.__dict__)
     keys = _extra_keys_by_shape.get(shape)
     if keys is None:
@@ -774,13 +778,156 @@ class JSONFormatter(_StructuredFormatter):
         """:meth:`format` plus ``"\\n"``, encoded as UTF-8; never raises.
 
         What the file sink writes: with orjson the line is encoded straight to bytes,
-        without the round trip through ``str``. A subclass that overrides :meth:`format`
-        is written through its ``format`` instead (see :class:`aiolog.sinks.file.FileSink`).
+        without the round trip through ``str``, and an ordinary record (a text message, no
+        traceback, no structlog fields, extras whose names are free) is assembled from
+        pieces cached per logger and per task (see :class:`_LineCache`), byte for byte
+        the line the dict would encode to. A subclass that overrides :meth:`format` is
+        written through its ``format`` instead (see :class:`aiolog.sinks.file.FileSink`),
+        and one that overrides :meth:`to_dict` never takes the cached path.
         """
+        lines = self._lines
+        if lines is not None:
+            line = lines.line(record)
+            if line is not None:
+                return line
         try:
             return _encode_line(self.to_dict(record))
         except Exception as exc:
             return f"{_encode_strict(_fallback(record, exc))}\n".encode()
+
+    @property
+    def _lines(self) -> _LineCache | None:
+        """The cached path, when orjson is installed and :meth:`to_dict` is this class's."""
+        try:
+            cache: _LineCache | None = self.__dict__["_line_cache"]
+        except KeyError:
+            plain = _orjson is not None and type(self).to_dict is JSONFormatter.to_dict
+            cache = _LineCache(self) if plain and not self.location else None
+            self.__dict__["_line_cache"] = cache
+        return cache
+
+
+class _LineCache:
+    """The JSON line of an ordinary record, from pieces that repeat, cached as bytes.
+
+    Most of a line repeats from one record to the next: the level and logger name, the
+    task, coroutine, thread and process, the static fields. They are encoded once per
+    distinct value (by orjson, as :func:`_encode_line` would encode them inside the whole
+    dict) and joined with what changes: the timestamp, the message, the context variables
+    and the ``extra=`` fields. :meth:`line` returns ``None`` for any record it does not
+    handle exactly as :func:`_build` would (a traceback, a stack, a loop callback, a
+    structlog event or bound variables, an extra field named like a built-in one, a
+    value orjson refuses): the formatter then takes the dict path.
+    """
+
+    #: Entries per cache before it is emptied (logger names and tasks made on the fly).
+    LIMIT = 4096
+
+    def __init__(self, formatter: JSONFormatter) -> None:
+        self.select = formatter.contextvars
+        self.reserved = formatter._reserved
+        static = formatter.static_fields
+        self.static = b"," + _orjson.dumps(static)[1:-1] if static else b""
+        self.seconds: tuple[int, bytes] = (-1, b"")
+        self.heads: dict[tuple[int, str, str], bytes] = {}
+        self.tails: dict[tuple[Any, Any, Any, Any], bytes] = {}
+
+    def line(self, record: logging.LogRecord) -> bytes | None:
+        """The record's line, or ``None`` when it is not an ordinary record."""
+        d = record.__dict__
+        message = d.get("message")
+        if (
+            message.__class__ is not str
+            or record.msg.__class__ is not str
+            or record.exc_info
+            or record.exc_text
+            or record.stack_info
+            or d.get("aiolog_callback") is not None
+        ):
+            return None
+        dumps = _orjson.dumps
+        micros = round(record.created * 1_000_000)
+        second, prefix = self.seconds
+        if second != micros // 1_000_000:
+            second = micros // 1_000_000
+            text = _rfc3339(record.created)
+            prefix = b'{"timestamp":"' + text[: text.index(".") + 1].encode()
+            self.seconds = (second, prefix)
+        head = self.heads.get((record.levelno, record.levelname, record.name))
+        if head is None:
+            head = self._head(record)
+        tail_key = (d.get("taskName"), d.get("aiolog_coro"), record.threadName, record.process)
+        tail = self.tails.get(tail_key)
+        if tail is None:
+            tail = self._tail(tail_key)
+        try:
+            text_json = dumps(message)
+            rest = self._rest(record, d) if self.rest_possible(record) else b"}\n"
+        except Exception:  # what orjson refuses (lone surrogates...): the dict path decides
+            return None
+        if rest is None:
+            return None
+        return b"".join((prefix, b"%06d" % (micros % 1_000_000), head, text_json, tail, rest))
+
+    def rest_possible(self, record: logging.LogRecord) -> bool:
+        """True when the line may have more than the fixed fields (context, static, extras)."""
+        if self.static:
+            return True
+        if getattr(record, "aiolog_extras", None) != ():
+            return True
+        if self.select is False:
+            return False
+        context = getattr(record, "aiolog_context", None)
+        return context is not None and len(context) > 0
+
+    def _rest(self, record: logging.LogRecord, d: dict[str, Any]) -> bytes | None:
+        """The context, static and extra fields, and the end of the line (None: the dict path)."""
+        dumps = _orjson.dumps
+        parts = []
+        if self.select is not False:
+            context = getattr(record, "aiolog_context", None)
+            if context is not None and len(context):
+                variables, bound = _context_parts(context, self.select, True)
+                if bound:
+                    return None  # structlog's bound variables: top-level fields
+                if variables:
+                    parts.append(b',"context":')
+                    parts.append(dumps(variables, default=_default, option=_NON_STR))
+        if self.static:
+            parts.append(self.static)
+        extras = _extra_keys(record)
+        if extras:
+            fields: dict[Any, Any] = {}
+            for name in extras:
+                if name in self.reserved:
+                    return None  # it goes under "extra": the dict path
+                value = d[name]
+                if value.__class__ not in _JSON_SCALARS:
+                    value = _normalize(value)
+                fields[name] = value
+            parts.append(b"," + dumps(fields, default=_default, option=_NON_STR)[1:-1])
+        parts.append(b"}\n")
+        return b"".join(parts)
+
+    def _head(self, record: logging.LogRecord) -> bytes:
+        dumps = _orjson.dumps
+        level = _get_level_name(record.levelno).lower()
+        head = b'Z","level":' + dumps(level) + b',"logger":' + dumps(record.name) + b',"message":'
+        self._store(self.heads, (record.levelno, record.levelname, record.name), head)
+        return head
+
+    def _tail(self, key: tuple[Any, Any, Any, Any]) -> bytes:
+        dumps = _orjson.dumps
+        task, coro, thread, process = key
+        tail = b',"task":' + dumps(task) + b',"coro":' + dumps(coro)
+        tail += b',"thread":' + dumps(thread) + b',"process":' + dumps(process)
+        self._store(self.tails, key, tail)
+        return tail
+
+    def _store(self, cache: dict[Any, bytes], key: Any, value: bytes) -> None:
+        if len(cache) >= self.LIMIT:
+            cache.clear()
+        cache[key] = value
 
 
 # ---------------------------------------------------------------------------- logfmt

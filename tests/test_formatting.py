@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextvars
 import datetime
@@ -1031,3 +1032,83 @@ def test_non_str_extra_keys_are_rendered() -> None:
     record = logging.getLogger("t").makeRecord("t", logging.INFO, "f", 1, "m", None, None)
     record.__dict__[1] = 2
     assert 2 == json.loads(JSONFormatter().format(record))["1"]
+
+
+# -- the cached path of JSONFormatter.format_line ------------------------------------------
+
+
+def _listener_records(make: Callable[[logging.Logger], None]) -> list[logging.LogRecord]:
+    """The records ``make`` logs, as the listener hands them to a sink (prepared)."""
+    import aiolog
+    from aiolog._queue import RecordQueue
+
+    queue = RecordQueue()
+    handler = aiolog.QueueHandler(queue)
+    log = logging.getLogger("test.formatting.lines")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(1)
+    try:
+        make(log)
+    finally:
+        log.handlers.clear()
+    listener = aiolog.QueueListener(queue)
+    return [listener.prepare(record) for record in queue.drain(1000)]
+
+
+request = contextvars.ContextVar("request_id")
+
+
+def _assorted(log: logging.Logger) -> None:
+    async def in_a_task() -> None:
+        log.info("plain %s %d", "x", 1)
+        log.warning('unicode \u2713 \u2028 "quotes" \\ back')
+        log.info(
+            "extras",
+            extra={"user": "ann", "n": 3, "f": 1.5, "nan": float("nan"), "obj": object()},
+        )
+        log.info("nested extras", extra={"lst": [1, {"a": 2}], "k": {1: "one"}})
+        request.set("r-1")
+        log.info("with context")
+        log.info("surrogate \ud800 here")
+        log.info("reserved-looking extra names", extra={"thread_x": 2, "processed": 1})
+        log.log(5, "custom level")
+        try:
+            raise ZeroDivisionError("division by zero")
+        except ZeroDivisionError:
+            log.exception("traceback")
+        log.info("an int JSON cannot hold", extra={"big": 2**80})
+        log.info("stack", stack_info=True)
+        asyncio.get_running_loop().call_soon(lambda: log.info("from a callback"))
+        await asyncio.sleep(0)
+
+    asyncio.run(in_a_task())
+    log.info("outside any loop")
+
+
+@pytest.mark.skipif(formatting._orjson is None, reason="the cached path needs orjson")
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"static_fields": {"service": "api"}}, {"contextvars": False}, {"contextvars": ["x"]}],
+)
+def test_format_line_is_the_dict_encoded_byte_for_byte(options: dict[str, Any]) -> None:
+    """The cached path writes exactly what the dict path writes, for every kind of record;
+    it takes the ordinary ones and leaves the others to the dict path."""
+    formatter = JSONFormatter(**options)
+    records = _listener_records(_assorted)
+    cached = {r.getMessage()[:20] for r in records if formatter._lines.line(r) is not None}  # type: ignore[union-attr]
+    for record in records:
+        assert formatting._encode_line(formatter.to_dict(record)) == formatter.format_line(record)
+    assert {"plain x 1", "extras", "nested extras", "with context", "outside any loop"} <= cached
+    assert not {"traceback", "stack", "from a callback"} & cached
+
+
+def test_a_subclass_that_overrides_to_dict_never_takes_the_cached_path() -> None:
+    """format_line goes through an overridden to_dict, so the override is honoured."""
+
+    class Renaming(JSONFormatter):
+        def to_dict(self, record: logging.LogRecord) -> dict[str, Any]:
+            return {"msg": record.getMessage()}
+
+    (record,) = _listener_records(lambda log: log.info("renamed"))
+    assert b'{"msg":"renamed"}\n' == Renaming().format_line(record)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import aiolog
 from aiolog import QueueHandler, RecordQueue
 from aiolog._executor import INTERNAL_THREADS
 from tests.helpers import run
@@ -99,6 +100,51 @@ def test_deferred_records_are_not_copied_on_the_callers_thread(logger: logging.L
     original.message = "formatted by another handler"
     assert "n=%d" == copy.msg
     assert "message" not in copy.__dict__
+
+
+def test_a_record_nothing_else_holds_becomes_the_listeners_without_a_copy(
+    logger: logging.Logger,
+) -> None:
+    """Once the logger call returned and no other handler kept it, the drained record is
+    the one the factory made (no copy); one another handler kept is copied instead, and
+    that handler's record stays as it was."""
+    logging.setLogRecordFactory(aiolog.FastLogRecord)
+    try:
+        qh = QueueHandler()
+        logger.addHandler(qh)
+        logger.info("alone %d", 1)
+        assert isinstance(qh.queue, RecordQueue)
+        packed = qh.queue._q.get_nowait()
+        made = id(packed[0])  # not a reference: that would make it shared
+        qh.queue._q.put(packed)
+        del packed
+        (taken,) = queued(qh)
+        assert made == id(taken)  # the same object (alive all along, so the id is its own)
+        assert isinstance(taken, aiolog.FastLogRecord)
+        assert () == taken.aiolog_extras  # no extra= fields: the formatters need not look
+        other = ListHandler()
+        logger.addHandler(other)
+        logger.info("shared %d", 2, extra={"user": "ann"})
+        (copy,) = queued(qh)
+        (original,) = other.records
+        assert copy is not original
+        assert copy.aiolog_extras is None  # extras: the formatters look them up
+        assert "aiolog_coro" not in original.__dict__
+    finally:
+        logging.setLogRecordFactory(logging.LogRecord)
+
+
+def test_a_makelogrecord_copy_keeps_the_context() -> None:
+    """A record rebuilt from another's ``__dict__`` (structlog's ProcessorFormatter does)
+    reads the context from its dict even where the factory's class keeps it in a slot."""
+    logging.setLogRecordFactory(aiolog.FastLogRecord)
+    try:
+        context = contextvars.copy_context()
+        copy = logging.makeLogRecord({"msg": "x", "aiolog_context": context})
+    finally:
+        logging.setLogRecordFactory(logging.LogRecord)
+    assert isinstance(copy, aiolog.FastLogRecord)
+    assert context is copy.aiolog_context
 
 
 def test_the_listeners_copy_keeps_the_context_out_of_its_dict(logger: logging.Logger) -> None:

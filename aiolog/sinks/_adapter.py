@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiolog._executor import DaemonExecutor
-from aiolog._record import QueuedRecord
+from aiolog._record import CapturedRecord
 from aiolog.sinks._base import WriteResult
 
 __all__ = ["HandlerSink"]
@@ -78,8 +78,8 @@ class HandlerSink:
         for record in records:
             copy: logging.LogRecord = _new_record(logging.LogRecord)
             copy.__dict__ = record.__dict__.copy()
-            if record.__class__ is QueuedRecord:  # its context is kept in a slot
-                copy.aiolog_context = record.aiolog_context
+            if isinstance(record, CapturedRecord):  # its context is kept in a slot
+                copy.aiolog_context = getattr(record, "aiolog_context", None)
             try:
                 if handler.handle(copy) is False:
                     filtered += 1

@@ -84,6 +84,11 @@ class Sink(logging.Handler):
     #: Text used in ``stats()`` and error messages: the sink's URL with secrets redacted.
     url: str = ""
 
+    #: The most records the listener hands to one :meth:`write` when more are waiting
+    #: (``None``: the listener's ``max_batch``). A sink whose cost is per call (a thread
+    #: hand-over, a request) rather than per record writes larger batches more cheaply.
+    batch_records: int | None = None
+
     #: Made by :mod:`aiolog._direct` (imported with :mod:`aiolog`): the private queue
     #: handler of a sink attached straight to a logger, and what closes it. The sinks
     #: cannot import the handler and the listener, which import this module.

@@ -894,17 +894,17 @@ class FailingSink(FileSink):
         self.plan: list[int | OSError | None] = []
         self.interloper: Callable[[], None] | None = None
 
-    async def _write_some(self, data: memoryview) -> int | None:
+    def _write_some(self, data: memoryview) -> int:
         step = self.plan.pop(0) if self.plan else None
         if step is None:
-            return await super()._write_some(data)
+            return super()._write_some(data)
         if isinstance(step, OSError):
             if self.interloper is not None:
                 self.interloper()
             raise step
         if not step:
             return 0
-        return await super()._write_some(data[:step])
+        return super()._write_some(data[:step])
 
 
 def failing(make_sink: Callable[..., FileSink], path: Path) -> FailingSink:
