@@ -429,11 +429,6 @@ class QueueHandler(BaseQueueHandler):
             if key not in QUEUE_OPTIONS:
                 raise TypeError(f"aiolog.QueueHandler got an unexpected key {key!r}")
             options.setdefault(key, value)
-        if not listener.handlers:
-            raise ValueError(
-                "the listener has no handlers and would drop every record: "
-                "name the handlers it writes to under 'handlers'"
-            )
         if listener.queue is self.queue and is_stdlib_default_queue(self.queue):
             bounded = make_record_queue(options)
             self.queue = listener.queue = bounded
