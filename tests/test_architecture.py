@@ -111,3 +111,34 @@ def test_no_sink_imports_the_listener_or_the_handler() -> None:
         if dep in ("aiolog._listener", "aiolog._runner", "aiolog._handler", "aiolog.dictconfig")
     }
     assert set() == offending
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The top-level packages ``path`` imports, anywhere in the file (relative ones left out)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
+#: The benchmark's peers: only the repository's suite (``benchmarks/``) may import them.
+BENCHMARK_PEERS = {"loguru", "aiologger", "picologging", "matplotlib", "benchmarks"}
+
+
+def test_the_wheel_imports_neither_the_benchmarks_nor_their_peers() -> None:
+    """``benchmarks/`` builds on ``aiolog._bench``, never the reverse; no peer is imported."""
+    offending = {
+        (module_name(path), dep)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for dep in top_level_imports(path) & BENCHMARK_PEERS
+    }
+    assert set() == offending
+
+
+@pytest.mark.parametrize("module", ["_bench.py", "_bench_worker.py"])
+def test_the_shipped_bench_has_only_the_core_setups(module: str) -> None:
+    """``python -m aiolog bench`` compares the stdlib and aiolog, no third-party peer."""
+    assert "structlog" not in top_level_imports(PACKAGE / module)

@@ -1,4 +1,8 @@
-"""The benchmark's pure parts: time-weighted lag, the tables and targets, the stalled peer."""
+"""The benchmark's pure parts: time-weighted lag, the tables and targets, the stalled peer.
+
+``aiolog._bench`` is the core that ships (``python -m aiolog bench``); ``benchmarks.suite``
+and ``benchmarks.worker`` are the repository's full suite built on it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from typing import Any
 import pytest
 
 from aiolog import _bench
-from aiolog._bench import percentile, weighted_mean, weighted_percentile
+from aiolog._bench_worker import percentile, weighted_mean, weighted_percentile
+from benchmarks import suite, worker
 
 
 def test_weighted_percentile_with_equal_weights_is_the_percentile() -> None:
@@ -100,7 +105,7 @@ def _scenarios() -> dict[str, Any]:
 
 def test_format_scenarios_has_stalled_peer_rows() -> None:
     """The stalled peer gets a row per setup in the sink table and in the volume table."""
-    text = _bench.format_scenarios(_scenarios())
+    text = suite.format_scenarios(_scenarios())
     sink_rows = [line for line in text.splitlines() if line.startswith("aiolog / stalled-peer")]
     assert 2 == len(sink_rows), text
     assert "1.600" in sink_rows[0]  # lag tw p99
@@ -111,7 +116,7 @@ def test_format_scenarios_has_stalled_peer_rows() -> None:
 
 def test_targets_check_the_stalled_peer() -> None:
     """Emit and lag against the fast sink, memory and stop time, as for the dead sink."""
-    rows = {row[0]: row for row in _bench.targets({"asyncio": {}}, {"asyncio": _scenarios()})}
+    rows = {row[0]: row for row in suite.targets({"asyncio": {}}, {"asyncio": _scenarios()})}
     emit = rows["stalled-peer sink: emit within 10% of fast sink"]
     assert ["4,200 vs 4,000 ns (1.05x)", "yes"] == emit[2:]
     lag = rows["stalled-peer sink: lag p99 within 10% of fast sink"]
@@ -146,8 +151,7 @@ def test_paired_comparisons_decide_where_they_were_measured() -> None:
         }
     }
     rows = {
-        row[0]: row
-        for row in _bench.targets({"asyncio": summary}, {"asyncio": _scenarios()}, pairs)
+        row[0]: row for row in suite.targets({"asyncio": summary}, {"asyncio": _scenarios()}, pairs)
     }
     floor = rows["emit cost <= floor (list-append handler)"]
     assert ["4,500 vs 4,950 ns; 0.91x, median of 3 back-to-back pairs", "yes"] == floor[2:]
@@ -155,15 +159,15 @@ def test_paired_comparisons_decide_where_they_were_measured() -> None:
     assert ["5,200 vs 4,000 ns; 1.30x, median of 1 back-to-back pairs", "NO"] == stalled[2:]
     lag = rows["lag p99 <= 1.1x stdlib-queue-nolistener"]  # not paired: the suite's medians
     assert ["1.000 vs 1.000 ms (1.00x)", "yes"] == lag[2:]
-    unpaired = _bench.targets({"asyncio": summary}, {})
+    unpaired = suite.targets({"asyncio": summary}, {})
     assert "5,300 vs 4,900 ns (1.08x)" == unpaired[0][2]
 
 
 @pytest.mark.skipif(not hasattr(socket, "MSG_DONTWAIT"), reason="needs MSG_DONTWAIT")
 def test_stalled_peer_blocks_a_writer_until_it_closes() -> None:
     """The stdlib-side handler finds the buffers full, blocks, and is released by close()."""
-    peer = _bench._StalledPeer()
-    handler = _bench._PeerSocketHandler(peer.address)
+    peer = worker.StalledPeer()
+    handler = worker.PeerSocketHandler(peer.address)
     handler.setFormatter(logging.Formatter("%(message)s"))
     record = logging.makeLogRecord({"msg": "x" * 1000})
 
