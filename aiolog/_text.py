@@ -180,6 +180,32 @@ def _text_value(value: object) -> str:
     return safe_repr(value)
 
 
+# Characters a detail line shows only escaped: controls other than tab and newline.
+_DETAIL_ESCAPED: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _detail_lines(key: str, value: object) -> list[str]:
+    """The indented lines of one detail of an asyncio pitfall record (see TextFormatter).
+
+    A string is shown as it is (its own line needs no quotes), a list of strings (where
+    the task or coroutine was created) one item per line, anything else as its ``repr()``.
+    Every line is indented, continuation lines included, so no value can pass for a record
+    of its own.
+    """
+    if isinstance(value, (list, tuple)) and all(item.__class__ is str for item in value):
+        label = f"{key} (most recent call last)" if key == "source_traceback" else key
+        return [f"    {label}:", *(f"      {_detail_text(item)}" for item in value)]
+    text = _detail_text(value) if value.__class__ is str else safe_repr(value)
+    return [f"    {key}: {text}"]
+
+
+def _detail_text(text: str) -> str:
+    """``text`` for a detail line: controls escaped, continuation lines indented."""
+    if _DETAIL_ESCAPED.search(text) is not None:
+        text = _DETAIL_ESCAPED.sub(lambda m: repr(m.group())[1:-1], text)
+    return text.replace("\r\n", "\n").replace("\n", "\n      ")
+
+
 def _level_color(levelno: int) -> str:
     """The ANSI colour of a level: that of the highest standard level it reaches."""
     for floor, color in _LEVEL_COLORS:
@@ -202,6 +228,20 @@ class TextFormatter(_StructuredFormatter):
     ``[callback=QUALNAME]`` for a loop callback) together with the selected context
     variables; ``extra=`` fields follow as ``key=value``, strings bare when they contain no
     spaces or quotes and everything else as its ``repr()``.
+
+    The records of :mod:`aiolog.asyncio_diag` (those with a ``diagnostic`` field) carry
+    long details: the future's or handle's ``repr()``, where the task was created. The
+    first line keeps the message and ``diagnostic=KIND``; each detail follows on an
+    indented line of its own (``source_traceback`` one frame per line), before the
+    traceback, much as asyncio's own handler prints them::
+
+        2026-11-24 21:25:22.123 ERROR    asyncio: Task exception was never retrieved \
+        [task=fetch coro=fetch] diagnostic=never_retrieved
+            future: <Task finished name='fetch' coro=<fetch() done, ...> exception=KeyError()>
+            source_traceback (most recent call last):
+              app.py:10 in main
+        Traceback (most recent call last):
+          ...
 
     Takes the :class:`logging.Formatter` arguments first, like :class:`JSONFormatter`;
     ``datefmt``, if given, is a :func:`time.strftime` format used instead of
@@ -308,9 +348,15 @@ class TextFormatter(_StructuredFormatter):
             for key, value in _structlog_fields(record, {}):
                 parts.append(f"{key}={_text_value(value)}")
         attributes = record.__dict__
+        details: list[str] | None = [] if "diagnostic" in attributes else None
         for key in _extra_keys(record):
-            parts.append(f"{key}={_text_value(attributes[key])}")
+            if details is not None and key != "diagnostic":
+                details.extend(_detail_lines(key, attributes[key]))
+            else:
+                parts.append(f"{key}={_text_value(attributes[key])}")
         text = " ".join(parts)
+        if details:
+            text = "\n".join([text, *details])
 
         if record.exc_info or record.exc_text:
             exception = _exception(record)
