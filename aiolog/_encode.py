@@ -245,8 +245,6 @@ def dumps(obj: Any) -> str:
     * enums become their value, dates and times ISO 8601, UUIDs their string;
     * any other object becomes its ``repr()`` (a placeholder if ``__repr__`` fails), and
       cyclic references ``"{...}"`` or ``"[...]"``.
-
-    .. versionadded:: 0.1.0
     """
     try:
         return _encode(_normalize(obj))

@@ -391,8 +391,6 @@ def record_to_dict(
         their structlog key, as structlog would render them; so are the keys of a
         structlog event dict logged as ``msg`` (the message is its ``"event"``).
     :param location: add ``file``, ``line`` and ``function`` (where the call was made).
-
-    .. versionadded:: 0.1.0
     """
     return _build(
         record, _context_selector(contextvars), location, {}, _SCHEMA_KEYS, json_ready=False

@@ -51,8 +51,6 @@ class JSONFormatter(_StructuredFormatter):
         fields; an ``extra=`` field with the same name moves into ``"extra"``.
 
     Override :meth:`to_dict` to rename, drop or add fields.
-
-    .. versionadded:: 0.1.0
     """
 
     _builtin_keys = _SCHEMA_KEYS

@@ -106,8 +106,6 @@ class LogfmtFormatter(_StructuredFormatter):
     :param contextvars: which context variables to include (see :func:`record_to_dict`).
     :param location: add ``file``, ``line`` and ``function``.
     :param static_fields: pairs added to every line, after the context variables.
-
-    .. versionadded:: 0.1.0
     """
 
     _builtin_keys = _SCHEMA_KEYS | _LOGFMT_KEYS
@@ -254,8 +252,6 @@ class TextFormatter(_StructuredFormatter):
         ``None`` (the default) means no colours; the stream sink passes ``True`` for a
         terminal. A non-empty ``NO_COLOR`` environment variable (read when ``colors``
         is set) turns colours off whatever this says.
-
-    .. versionadded:: 0.1.0
     """
 
     def __init__(

@@ -399,8 +399,6 @@ def install(*, debug: bool | None = None, slow_callback_duration: float | None =
     :param slow_callback_duration: seconds above which a callback or task step is reported
         as slow in debug mode (asyncio's default: 0.1).
     :raises ValueError: for a bad setting, before anything is changed.
-
-    .. versionadded:: 0.1.0
     """
     _install(_resolve(debug, slow_callback_duration))
 

@@ -76,8 +76,6 @@ def formatter_for(name: str, **options: Any) -> logging.Formatter:
     This is how sink URLs and :func:`aiolog.configure` spell formats.
 
     :raises ValueError: for any other name.
-
-    .. versionadded:: 0.1.0
     """
     cls = _FORMATTERS.get(name.lower()) if isinstance(name, str) else None
     if cls is None:
