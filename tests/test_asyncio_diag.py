@@ -573,8 +573,7 @@ def test_formatters_carry_the_fields(loop_factory: LoopFactory) -> None:
 def test_text_shows_a_pitfall_message_on_one_line_and_its_details_below(
     loop_factory: LoopFactory,
 ) -> None:
-    """Text mode: message and kind first, then the future and each frame on indented lines,
-    then the traceback, as the stdlib prints exc_info; not one long line."""
+    """Text: message and kind on line one, future and frames indented below, then the traceback."""
     sink = CaptureSink()
     aiolog.configure([sink], asyncio_debug=True)
 
