@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aiolog import _bench
-from benchmarks import _docs
+from benchmarks import _docs, worker
 from benchmarks import suite as full
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-scenarios", action="store_true", help="skip the slow/dead/stalled sink and drain runs"
     )
-    parser.add_argument("--setups", help="comma-separated subset of: " + ", ".join(full.SETUPS))
+    parser.add_argument("--setups", help="comma-separated subset of: " + ", ".join(worker.SETUPS))
     parser.add_argument("--output", type=Path, help="results JSON (default results/latest.json)")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/benchmarks.md")
     parser.add_argument(
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     config.loop = loops[0]
     if args.setups:
         chosen = [s.strip() for s in args.setups.split(",") if s.strip()]
-        unknown = [s for s in chosen if s not in full.SETUPS]
+        unknown = [s for s in chosen if s not in worker.SETUPS]
         if unknown:
             parser.error(f"unknown setup(s): {', '.join(unknown)}")
         config.setups = chosen
