@@ -377,6 +377,7 @@ class QueueListener(logging.handlers.QueueListener):
         return barrier
 
     def _wake(self) -> None:
+        """Wake a sleeping pump, from any thread (the queue calls it on its first record)."""
         loop, event = self._loop, self._wakeup
         if loop is None or event is None:
             return
@@ -384,6 +385,7 @@ class QueueListener(logging.handlers.QueueListener):
             loop.call_soon_threadsafe(self._on_wake, event)
 
     def _on_wake(self, event: asyncio.Event) -> None:
+        """On the listener's loop: set the wake-up event and cut a linger short."""
         event.set()
         linger = self._lingering
         if linger is not None and not linger.done():
@@ -413,6 +415,12 @@ class QueueListener(logging.handlers.QueueListener):
     # -- the listener thread --------------------------------------------------------------
 
     def _run(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        """The listener thread: run :meth:`_main` on a new event loop, then close it.
+
+        The thread is registered in ``INTERNAL_THREADS`` so that what it logs itself (or a
+        library it calls does) is not fed back into the queue. A crash, which would be a
+        bug in aiolog, is recorded in the stats rather than raised into nowhere.
+        """
         ident = threading.get_ident()
         INTERNAL_THREADS.add(ident)
         loop = asyncio.new_event_loop()
@@ -435,6 +443,12 @@ class QueueListener(logging.handlers.QueueListener):
                 INTERNAL_THREADS.discard(ident)
 
     async def _main(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        """Open the sinks and start one runner task per sink, then pump until stopped.
+
+        ``ready`` is set once the sinks are open (or failed to open: the error goes to
+        ``errors``, for :meth:`start` to raise on the caller's thread). Runner keys are
+        made unique, since stats and notices name sinks by them.
+        """
         loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         try:
@@ -465,10 +479,24 @@ class QueueListener(logging.handlers.QueueListener):
     async def _pump(self) -> None:
         """Move records from the queue to the sinks' buffers, as fast as they make room.
 
-        Takes a batch only when every sink that is not stalled has room for it, renders
-        and dispatches it, lingers a moment so the next batch can grow, and sleeps when
-        the queue stays empty (a producer wakes it). Returns when stopping and the queue
-        is empty, or when the stop deadline passed (what is left is counted lost).
+        This is where backpressure happens. The pump takes from the queue only as many
+        records as every sink that is not stalled has room for (:meth:`_room`), so a slow
+        sink leaves the burst waiting in the queue, in order, instead of having its records
+        dropped; when there is no room it waits for a runner to free some, or for the
+        stall timeout that lets the others go on without that sink (:meth:`_wait_for_room`).
+        What it takes is prepared once and fanned out to every buffer (:meth:`_dispatch`);
+        what did not fit by bytes is carried to the next round.
+
+        Between batches it lingers ``linger`` seconds so that the next batch can grow: a
+        busy application then wakes it about ``1/linger`` times a second, not per record,
+        and the listener's share of the interpreter lock comes in few, short slices. After
+        ``idle_after`` seconds without records it stops polling and sleeps until a producer
+        wakes it (:meth:`_wake`), which costs that producer a system call. Lost-record
+        notices are nudged about every 0.1 s.
+
+        Returns when stopping and the queue is empty (a retired queue forwards what is
+        left to its successor first), or when the stop deadline passed: what is still
+        held or queued is then counted lost to the deadline in every sink.
         """
         q = self.queue
         ours = isinstance(q, RecordQueue)
@@ -584,7 +612,12 @@ class QueueListener(logging.handlers.QueueListener):
             self._waiting_for_room = False
 
     def _drain_foreign(self, limit: int) -> list[Any]:
-        """Take up to ``limit`` items one by one, as the stdlib does (``dequeue``)."""
+        """Up to ``limit`` items from a queue that is not a RecordQueue, one by one.
+
+        As the stdlib's listener takes them (``dequeue``, when a subclass overrides it).
+        The stop sentinel and flush marks are the listener's own: a sentinel is noted, a
+        mark from this process becomes its barrier, one from another is skipped.
+        """
         items = []
         get = (
             functools.partial(self.dequeue, False)
@@ -646,8 +679,12 @@ class QueueListener(logging.handlers.QueueListener):
     def _dispatch(self, items: list[Any], room_bytes: float = math.inf) -> int:
         """Prepare each record once and hand them to every sink, barriers in order.
 
-        Stops before the record that would take the buffers past ``room_bytes`` (one
-        record always goes): returns how many of ``items`` were handed out.
+        Preparing once (:meth:`prepare`) renders message and traceback a single time for
+        all sinks, which then only read the record. A flush barrier splits the batch, so
+        that every sink sees it after exactly the records logged before it. A record that
+        cannot be prepared is counted as bad and skipped: one bad record never stops the
+        listener. Stops before the record that would take the buffers past ``room_bytes``
+        (one record always goes): returns how many of ``items`` were handed out.
         """
         if self._custom_handle:
             return self._dispatch_by_handle(items)
@@ -711,6 +748,7 @@ class QueueListener(logging.handlers.QueueListener):
         self._offer([record], [size])
 
     def _offer(self, records: list[logging.LogRecord], sizes: list[int]) -> None:
+        """Hand the same prepared records to every runner (each filters for its sink)."""
         for runner in self._runners:
             runner.offer(records, sizes)
 

@@ -134,8 +134,6 @@ def listener(**options: Any) -> ListenerFactory:
     ``idle_after``, ``buffer_size``, ``buffer_bytes``, ``report_interval``, ``name``);
     they are checked here, so a typo fails the ``dictConfig`` call instead of the first
     record.
-
-    .. versionadded:: 0.1.0
     """
     known = {
         "max_batch",

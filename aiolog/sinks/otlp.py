@@ -325,8 +325,6 @@ class OtlpSink(HttpPoster):
     :param format: accepted for :func:`aiolog.configure`'s ``format=`` and ignored.
     :param options: ``token``, ``retry_timeout``, ``batch_bytes``, ``level``, timeouts,
         backoff and TLS options, as for :class:`aiolog.sinks.http.HttpSink`.
-
-    .. versionadded:: 0.1.0
     """
 
     kind = "OtlpSink"
