@@ -69,6 +69,8 @@ _POLL: Final = 0.1
 DELIVERY_TIMEOUT: Final = 30.0
 #: librdkafka's ``RD_KAFKA_RESP_ERR__MSG_TIMED_OUT``.
 _MSG_TIMED_OUT: Final = -192
+#: ``RD_KAFKA_RESP_ERR__FATAL``: what ``produce()`` raises once the producer is unusable.
+_FATAL: Final = -150
 
 #: Options of the ``kafka://`` URL besides :data:`COMMON_OPTIONS` (and TLS for kafka+tls).
 KAFKA_OPTIONS: Final = frozenset(
@@ -251,8 +253,9 @@ class KafkaSink(NetworkSink):
             "key_field=***", f"key_field={urllib.parse.quote(key_field or '')}"
         )
         self._producer: Any = None
-        #: A fatal producer error (set on the worker thread): purge, then a new producer.
-        self._fatal: str | None = None
+        #: Why the producer must be replaced before the next batch: a fatal error (set on
+        #: the worker thread; what it holds is then purged) or records that timed out.
+        self._broken: str | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KafkaSink:
@@ -310,7 +313,7 @@ class KafkaSink(NetworkSink):
         """librdkafka's error callback (worker thread): count it; remember a fatal one."""
         self.note_error(f"KafkaError: {error.str()}")
         if error.fatal():
-            self._fatal = error.str()
+            self._broken = error.str()
         else:
             self.retries += 1  # librdkafka reconnects and retries by itself
 
@@ -336,7 +339,7 @@ class KafkaSink(NetworkSink):
         purged = False
         while batch.remaining > 0 and not batch.abandoned:
             producer.flush(_POLL)
-            if self._fatal is not None and not purged:
+            if self._broken is not None and not purged:
                 # The producer can deliver nothing more: fail what it holds (each report
                 # then says so, and counts) instead of waiting for it forever.
                 producer.purge(in_queue=True, in_flight=True, blocking=False)
@@ -366,7 +369,7 @@ class KafkaSink(NetworkSink):
         lost = len(records) - len(payloads)
         if not payloads:
             return lost
-        if self._fatal is not None:
+        if self._broken is not None:
             await self._discard()
         if self._producer is None:
             self._producer = await loop.run_in_executor(self.executor, self._make_producer)
@@ -385,10 +388,17 @@ class KafkaSink(NetworkSink):
                         break
                     except BufferError:  # librdkafka's queue is full: let it drain
                         await loop.run_in_executor(self.executor, producer.flush, _POLL)
-                    except Exception as exc:  # a message too large, an unknown topic...
+                    except Exception as exc:  # a message too large, a fatal state...
                         batch.remaining -= 1
                         batch.failed += 1
                         self.note_error(f"KafkaError: {exc}")
+                        error = exc.args[0] if exc.args else None
+                        if getattr(error, "fatal", lambda: False)() or (
+                            getattr(error, "code", lambda: None)() == _FATAL
+                        ):
+                            # A producer in a fatal state refuses every message, and its
+                            # error callback may not have run yet: replace it next batch.
+                            self._broken = str(exc)
                         break
             await loop.run_in_executor(self.executor, self._wait, producer, batch)
         except BaseException:
@@ -396,17 +406,17 @@ class KafkaSink(NetworkSink):
             raise
         if batch.delivered:
             self.backoff.reset()
-        if batch.timed_out and self._fatal is None:
+        if batch.timed_out and self._broken is None:
             # A producer that delivered nothing in delivery_timeout may be stuck for good
             # (a broker restarted without its data rejects its producer id forever): the
             # next batch gets a new one, with a producer id the broker knows.
-            self._fatal = f"{batch.timed_out} records not acknowledged in time"
+            self._broken = f"{batch.timed_out} records not acknowledged in time"
         return lost + batch.failed
 
     async def _discard(self) -> None:
-        """Drop a producer after a fatal error; the next batch makes a new one."""
+        """Drop a broken producer (fatal error, timeouts); the next batch makes a new one."""
         producer, self._producer = self._producer, None
-        self._fatal = None
+        self._broken = None
         if producer is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self.executor, _destroy, [producer])
@@ -425,7 +435,7 @@ class KafkaSink(NetworkSink):
     def after_fork(self) -> None:
         """Forget the parent's producer (its threads do not exist in the child)."""
         self._producer = None
-        self._fatal = None
+        self._broken = None
         super().after_fork()
 
 
@@ -456,8 +466,10 @@ def _hostport(kind: str, url: str, item: str) -> tuple[str, int]:
         host, _, port_text = item.partition(":")
     if not host:
         raise ValueError(f"{kind}: the URL {safe!r} names no broker host")
+    if ":" in host:
+        host = f"[{host}]"  # librdkafka's form of an IPv6 literal
     if not port_text:
         return host, _DEFAULT_PORT
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"{kind}: bad port {port_text!r} in {safe!r}: expected 1-65535")
-    return (f"[{host}]" if ":" in host else host), int(port_text)
+    return host, int(port_text)

@@ -128,6 +128,21 @@ def test_broker_down_at_start_gets_everything_once_it_is_up(tansu: Tansu) -> Non
     assert list(range(500)) == sorted(v["seq"] for v in got)
 
 
+def test_no_blocking_call_on_the_listener_loop(tansu: Tansu, blockbuster: Any) -> None:
+    """Producer made, records produced, acknowledgements awaited, producer closed: all
+    without a blocking call on the listener's loop (blockbuster raises on one)."""
+    tansu.start()
+    url = f"kafka://{tansu.bootstrap}/quiet?compression=gzip"
+    with aiolog.configure([url], level="INFO") as pipeline:
+        for i in range(2000):
+            logging.getLogger("shop").info("n %d", i, extra={"seq": i})
+        assert pipeline.flush(30)
+        sink = pipeline.sinks[0]
+        assert pipeline.stop(10)
+        stats = pipeline.stats()["sinks"][sink.url]
+    assert (2000, 2000, 0) == (stats["offered"], stats["written"], stats["errors"])
+
+
 class RecordingSink(KafkaSink):
     """A KafkaSink that keeps, for each acknowledged record, when the report came."""
 

@@ -1,9 +1,10 @@
 """The contract every sink keeps with the listener, checked over every sink class.
 
 Each sink writes to a real peer (a file, a TCP or HTTP server on loopback, a UDP socket, a
-stream): a formatter failure loses that record only and is counted, ``write`` is never
-entered twice at once, ``aclose`` may be called again, a forked child forgets the parent's
-resources (and both keep writing), and the counters ``stats()`` documents are there.
+stream, a Kafka-protocol broker): a formatter failure loses that record only and is
+counted, ``write`` is never entered twice at once, ``aclose`` may be called again, a forked
+child forgets the parent's resources (and both keep writing), and the counters ``stats()``
+documents are there.
 """
 
 from __future__ import annotations
@@ -128,6 +129,19 @@ def make_case(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> Case:
             return Case(HttpSink.from_url(server.url()), bodies)
         sink = OtlpSink.from_url(f"otlp+http://127.0.0.1:{server.port}")
         return Case(sink, bodies, formats=False)
+    if kind == "kafka":
+        from aiolog.sinks.kafka import KafkaSink
+        from tests.integration.engines import Tansu, read_topic
+
+        broker = Tansu(tmp_path / "tansu")
+        stack.callback(broker.stop)
+        broker.start()
+
+        def messages() -> str:
+            got = read_topic(broker.bootstrap, "contract")
+            return "\n".join(m.value().decode("utf-8", "replace") for m in got)
+
+        return Case(KafkaSink.from_url(f"kafka://{broker.bootstrap}/contract"), messages)
     if kind == "capture":
         capture = CaptureSink()
         return Case(capture, lambda: "\n".join(capture.messages), formats=False, shared=False)
@@ -138,7 +152,18 @@ def make_case(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> Case:
     return Case(plain, lambda: out.read_text() if out.exists() else "")
 
 
-KINDS = ["stream", "file", "tcp", "syslog+tcp", "syslog+udp", "http", "otlp", "capture", "handler"]
+KINDS = [
+    "stream",
+    "file",
+    "tcp",
+    "syslog+tcp",
+    "syslog+udp",
+    "http",
+    "otlp",
+    "kafka",
+    "capture",
+    "handler",
+]
 
 
 @pytest.fixture(params=KINDS)
