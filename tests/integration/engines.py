@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import sysconfig
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,10 @@ class _Process:
     def ports(self) -> list[int]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The child's environment (None: this process's)."""
+        return None
+
     def start(self, timeout: float = 20.0) -> None:
         """Start the process and wait until each of its ports accepts connections."""
         assert self.process is None or self.process.poll() is not None, "already running"
@@ -78,7 +83,11 @@ class _Process:
             out.write(f"---- start {self.starts}\n".encode())
             out.flush()
             self.process = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
             )
         deadline = time.monotonic() + timeout
         for port in self.ports():
@@ -187,6 +196,15 @@ class Rotel(_Process):
 
     def ports(self) -> list[int]:
         return [self.http_port, self.grpc_port]
+
+    def environment(self) -> dict[str, str]:
+        """rotel-agent links the libpython of the wheel's Python: find this interpreter's."""
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        return env
 
 
 # ---------------------------------------------------------------------------- reading back
