@@ -94,7 +94,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import Any
 
-from aiolog import _factory
+from aiolog import _factory, _options
 from aiolog._exit import drain_on_sigterm
 from aiolog._handler import (
     BaseQueueHandler,
@@ -120,7 +120,8 @@ QUEUE_OPTIONS = ("maxsize", "max_bytes", "overflow", "timeout")
 #: Keys the 3.12+ configurator consumes itself before building the handler.
 _STDLIB_KEYS = frozenset({"queue", "listener", "handlers", "respect_handler_level"})
 
-#: The default bound, overflow policy and block timeout, as in :class:`aiolog.RecordQueue`.
+#: Every key of a queue handler's dict that the handler itself takes.
+_HANDLER_KEYS = frozenset({*_STDLIB_KEYS, *QUEUE_OPTIONS, "level"})
 
 ListenerFactory = Callable[..., logging.handlers.QueueListener]
 
@@ -147,12 +148,11 @@ def listener(**options: Any) -> ListenerFactory:
         "report_interval",
         "name",
     }
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(
-            f"unknown QueueListener option(s) {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(known))})"
-        )
+    where = "aiolog.dictconfig.listener()"
+    _options.check_known(where, sorted(options), known)
+    with _options.located(where):
+        # Built once now, to check every value while dictConfig can still say which.
+        QueueListener(queue_module.SimpleQueue(), **options)
     return functools.partial(QueueListener, **options)
 
 
@@ -283,6 +283,20 @@ def _dictconfig_frame(start: FrameType | None) -> FrameType | None:
     return None
 
 
+def handler_where(default: str) -> str:
+    """The ``<where>`` of an error in a handler dictConfig is building, else ``default``.
+
+    ``dictConfig handler 'queue'``: the name is read from the configurator's frame
+    (``configure``, which calls ``configure_handler`` for each name), found by code object.
+    """
+    frame = _dictconfig_frame(sys._getframe(1))
+    if frame is None:
+        return default
+    caller = frame.f_back
+    name = caller.f_locals.get("name") if caller is not None else None
+    return f"dictConfig handler {name!r}" if isinstance(name, str) else "dictConfig handler"
+
+
 def building_handler() -> bool:
     """True when the caller runs inside dictConfig's ``configure_handler``."""
     return _dictconfig_frame(sys._getframe(1)) is not None
@@ -357,8 +371,11 @@ class QueueHandler(BaseQueueHandler):
         overflow: Overflow | None = None,
         timeout: float | None = None,
         level: int | str = logging.NOTSET,
+        **unknown: Any,
     ) -> None:
-        options = queue_options(maxsize, max_bytes, overflow, timeout)
+        where = handler_where("QueueHandler()")
+        _options.check_known(where, unknown, _HANDLER_KEYS)
+        options = queue_options(where, maxsize, max_bytes, overflow, timeout)
         pending: dict[str, Any] = {}
         listener_obj: logging.handlers.QueueListener | None = None
         # Resolve everything before the handler exists: a target that is not built yet
@@ -425,10 +442,12 @@ class QueueHandler(BaseQueueHandler):
             self.__dict__["_listener"] = listener
             return
         options = {**self.__dict__.get("_pending_options", {})}
-        for key, value in options_dropped_by_stdlib(frame).items():
-            if key not in QUEUE_OPTIONS:
-                raise TypeError(f"aiolog.QueueHandler got an unexpected key {key!r}")
-            options.setdefault(key, value)
+        dropped = options_dropped_by_stdlib(frame)
+        if dropped:
+            where = handler_where("QueueHandler()")
+            _options.check_known(where, dropped, QUEUE_OPTIONS)
+            given = {key: value for key, value in dropped.items() if key not in options}
+            options.update(queue_options(where, **given))
         if not listener.handlers:
             raise ValueError(
                 "the listener has no handlers and would drop every record: "

@@ -53,9 +53,10 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from aiolog import _options
 from aiolog._record import extra_items, get_message, safe_repr
 from aiolog._urls import redact_url
-from aiolog.sinks._net import context_items, parse_endpoint, url_options
+from aiolog.sinks._net import context_items
 from aiolog.sinks.http import HTTP_OPTIONS, HttpPoster
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _severity_text(record: logging.LogRecord) -> str:
     return _SEVERITY_TEXT.get(record.levelname, record.levelname)
 
 
-def parse_headers(kind: str, text: str) -> dict[str, str]:
+def parse_headers(where: str, text: str, setting: str = "headers") -> dict[str, str]:
     """``k1=v1,k2=v2`` (the ``OTEL_EXPORTER_OTLP_HEADERS`` form, percent-encoded)."""
     headers: dict[str, str] = {}
     for item in text.split(","):
@@ -109,7 +110,7 @@ def parse_headers(kind: str, text: str) -> dict[str, str]:
         name, sep, value = item.partition("=")
         name = urllib.parse.unquote(name).strip()
         if not sep or not name:
-            raise ValueError(f"{kind}: bad header {name or item!r}: expected name=value")
+            raise _options.OptionError(where, setting, text, "name=value pairs separated by commas")
         headers[name] = urllib.parse.unquote(value).strip()
     return headers
 
@@ -342,18 +343,20 @@ class OtlpSink(HttpPoster):
         format: str | None = None,
         **options: Any,
     ) -> None:
-        if encoding not in ("json", "protobuf"):
-            raise ValueError(f"{self.kind}: bad encoding={encoding!r}: expected json or protobuf")
+        where = self.kind
+        encoding = _options.choice(where, "encoding", encoding, ("json", "protobuf"))
         if encoding == "protobuf":
             _require_proto(self.kind, url)
-        if compression not in (None, "none", "gzip"):
-            raise ValueError(f"{self.kind}: bad compression={compression!r}: expected gzip or none")
-        env_headers = os.environ.get("OTEL_EXPORTER_OTLP_LOGS_HEADERS") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_HEADERS", ""
-        )
-        merged_headers = parse_headers(self.kind, env_headers)
+        if compression is not None:
+            compression = _options.choice(where, "compression", compression, ("gzip", "none"))
+        if format is not None:
+            _options.choice(where, "format", format, _options.FORMATS)
+        env_var = "OTEL_EXPORTER_OTLP_LOGS_HEADERS"
+        if not os.environ.get(env_var):
+            env_var = "OTEL_EXPORTER_OTLP_HEADERS"
+        merged_headers = parse_headers("environment", os.environ.get(env_var, ""), env_var)
         if isinstance(headers, str):
-            merged_headers.update(parse_headers(self.kind, headers))
+            merged_headers.update(parse_headers(where, headers))
         elif headers:
             merged_headers.update(headers)
         super().__init__(url, headers=merged_headers, compress=compression == "gzip", **options)
@@ -374,12 +377,13 @@ class OtlpSink(HttpPoster):
             raise ValueError(
                 f"{cls.kind}: expected otlp+http:// or otlp+https://, not {redact_url(url)!r}"
             )
-        merged = url_options(cls.kind, url, options, _OPTIONS)
-        host, port = parse_endpoint(cls.kind, url, _DEFAULT_PORT)
+        where = _options.url_where(url)
+        merged = _options.merged(where, url, options, _OPTIONS)
+        _, port = _options.endpoint(where, url, _DEFAULT_PORT)
         headers: dict[str, str] = {}
         given = merged.pop("headers", None)
         if isinstance(given, str):
-            headers.update(parse_headers(cls.kind, given))
+            headers.update(parse_headers(where, given))
         elif given:
             headers.update(given)
         for key in [k for k in merged if k.startswith("header.")]:
@@ -389,10 +393,10 @@ class OtlpSink(HttpPoster):
         userinfo = f"{netloc[0]}@" if netloc[1] else ""
         path = parts.path if parts.path not in ("", "/") else _DEFAULT_PATH
         endpoint = urllib.parse.urlunsplit((scheme, userinfo + hostport, path, "", ""))
-        sink = cls(endpoint, headers=headers or None, **merged)
+        with _options.located(where):
+            sink = cls(endpoint, headers=headers or None, **merged)
         # headers=k=v,... usually carries an API key under a name redact_url cannot know.
         sink.url = re.sub(r"(?<=[?&])headers=[^&]*", "headers=***", redact_url(url))
-        del host
         return sink
 
     # -- encoding ---------------------------------------------------------------------------

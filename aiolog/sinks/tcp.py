@@ -21,15 +21,9 @@ import logging
 import urllib.parse
 from typing import Any
 
+from aiolog import _options
 from aiolog._urls import redact_url
-from aiolog.sinks._net import (
-    COMMON_OPTIONS,
-    TLS_OPTIONS,
-    ConnectionSink,
-    parse_endpoint,
-    tls_options,
-    url_options,
-)
+from aiolog.sinks._net import COMMON_OPTIONS, TLS_OPTIONS, ConnectionSink, tls_options
 
 __all__ = ["TcpSink"]
 
@@ -65,17 +59,19 @@ class TcpSink(ConnectionSink):
     ) -> None:
         tls_keys = {k: options.pop(k) for k in list(options) if k in TLS_OPTIONS}
         if tls_keys and not tls:
-            raise ValueError(
-                f"TcpSink: TLS option(s) {', '.join(sorted(tls_keys))} given for plain TCP: "
-                "use tcp+tls://"
+            key = sorted(tls_keys)[0]
+            raise _options.OptionError(
+                self.kind, key, tls_keys[key], "TLS options only with tcp+tls://"
             )
+        port = _options.port(self.kind, "port", port)
+        fmt = _options.log_format(self.kind, format)
         tls_settings = tls_options(self.kind, host, tls_keys) if tls else None
         super().__init__(host, port, tls=tls_settings, **options)
         self.url = f"{'tcp+tls' if tls else 'tcp'}://{_hostport(host, port)}"
-        if format is not None:
+        if fmt is not None:
             from aiolog.formatting import formatter_for
 
-            self._default_formatter = formatter_for(format)
+            self._default_formatter = formatter_for(fmt)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> TcpSink:
@@ -92,9 +88,12 @@ class TcpSink(ConnectionSink):
             )
         tls = _SCHEMES[scheme]
         known = COMMON_OPTIONS | {"format"} | (TLS_OPTIONS if tls else frozenset())
-        merged = url_options(cls.kind, url, options, known)
-        host, port = _require_port(url)
-        sink = cls(host, port, tls=tls, **merged)
+        where = _options.url_where(url)
+        merged = _options.merged(where, url, options, known)
+        # TCP inputs have no standard port: the URL must give one.
+        host, port = _options.endpoint(where, url, None)
+        with _options.located(where):
+            sink = cls(host, port, tls=tls, **merged)
         sink.url = redact_url(url)
         return sink
 
@@ -108,11 +107,3 @@ class TcpSink(ConnectionSink):
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _require_port(url: str) -> tuple[str, int]:
-    """TCP inputs have no standard port: the URL must give one."""
-    host, port = parse_endpoint("TcpSink", url, 0)
-    if port == 0:
-        raise ValueError(f"TcpSink: the URL {redact_url(url)!r} needs a port (tcp://host:port)")
-    return host, port
