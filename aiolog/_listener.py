@@ -128,6 +128,9 @@ class QueueListener(logging.handlers.QueueListener):
         name: str = "aiolog-listener",
     ) -> None:
         where = "QueueListener()"
+        respect_handler_level = _options.boolean(
+            where, "respect_handler_level", respect_handler_level
+        )
         max_batch = _options.count(where, "max_batch", max_batch)
         linger = _options.duration(where, "linger", linger)
         idle_after = _options.duration(where, "idle_after", idle_after)

@@ -55,6 +55,7 @@ __all__ = [
     "located",
     "log_format",
     "merged",
+    "pairs",
     "port",
     "query",
     "size",
@@ -150,13 +151,13 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _bound_text(low: float | None, high: float | None, unit: str = "") -> str:
+def _bound_text(low: int | None, high: int | None) -> str:
     if low is not None and high is not None:
-        return f" from {low:g}{unit} to {high:g}{unit}"
+        return f" from {low} to {high}"
     if low is not None:
-        return f" >= {low:g}{unit}"
+        return f" >= {low}"
     if high is not None:
-        return f" <= {high:g}{unit}"
+        return f" <= {high}"
     return ""
 
 
@@ -186,7 +187,7 @@ def size(where: str, setting: str, value: object, *, low: int = 1, high: int | N
     elif isinstance(value, str) and (match := _SIZE_RE.fullmatch(value.strip())):
         result = int(float(match[1]) * _UNITS[(match[2] or "").lower()])
     if result is None or result < low or (high is not None and result > high):
-        fail(where, setting, value, f"{SIZE_EXPECTED},{_bound_text(low, high, ' bytes')}")
+        fail(where, setting, value, f"{SIZE_EXPECTED},{_bound_text(low, high)}")
     return result
 
 
@@ -287,6 +288,25 @@ def endpoint(where: str, url: str, default_port: int | None) -> tuple[str, int]:
             fail(where, "port", "", "a port in the URL, 1-65535 (scheme://host:port)")
         return host, default_port
     return host, port(where, "port", raw)
+
+
+def pairs(where: str, setting: str, text: object) -> dict[str, str]:
+    """Read ``k1=v1,k2=v2`` (the ``OTEL_EXPORTER_OTLP_HEADERS`` form, percent-encoded)."""
+    if not isinstance(text, str):
+        fail(where, setting, text, _PAIRS_EXPECTED)
+    result: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = urllib.parse.unquote(name).strip()
+        if not sep or not name:
+            fail(where, setting, text, _PAIRS_EXPECTED)
+        result[name] = urllib.parse.unquote(value).strip()
+    return result
+
+
+_PAIRS_EXPECTED: Final = "name=value pairs separated by commas (percent-encoded)"
 
 
 def query(where: str, url: str, known: Collection[str]) -> dict[str, str]:

@@ -10,9 +10,16 @@ __all__ = ["is_secret", "redact_url"]
 _SECRET_KEYS = re.compile(r"(pass|secret|token|key|auth|signature|sig)", re.IGNORECASE)
 
 
+#: Setting names whose values are never shown in errors (``sig`` as a whole word only:
+#: ``drain_on_sigterm`` is not a secret).
+_SECRET_OPTION = re.compile(
+    r"pass|secret|token|auth|signature|key(?![a-z])|(?<![a-z])sig(?![a-z])|header", re.IGNORECASE
+)
+
+
 def is_secret(option: str) -> bool:
-    """True for an option whose value must never be shown (``token``, ``key``, headers...)."""
-    return _SECRET_KEYS.search(option) is not None or "header" in option.lower()
+    """True for a setting whose value must never be shown (``token``, ``key``, headers...)."""
+    return _SECRET_OPTION.search(option) is not None
 
 
 def redact_url(url: str) -> str:

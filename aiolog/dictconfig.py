@@ -156,21 +156,23 @@ def listener(**options: Any) -> ListenerFactory:
     return functools.partial(QueueListener, **options)
 
 
-def resolve_handlers(specs: Iterable[logging.Handler | str]) -> list[logging.Handler]:
+def resolve_handlers(
+    specs: Iterable[logging.Handler | str], where: str = "QueueHandler()"
+) -> list[logging.Handler]:
     """The handler objects for ``specs``: handlers as they are, names looked up.
 
     :raises ValueError: for a name no handler has, caused by ``TypeError("target not
         configured yet")`` so that dictConfig retries once its other handlers exist.
     """
     if isinstance(specs, (str, bytes)) or not isinstance(specs, Iterable):
-        raise ValueError(f"'handlers' must be a list of handler names, not {specs!r}")
+        raise _options.OptionError(where, "handlers", specs, "a list of handler names")
     handlers: list[logging.Handler] = []
     for spec in specs:
         if isinstance(spec, logging.Handler):
             handlers.append(spec)
             continue
         if not isinstance(spec, str):
-            raise ValueError(f"'handlers' must hold handler names, not {spec!r}")
+            raise _options.OptionError(where, "handlers", specs, "a list of handler names")
         handler = logging._handlers.get(spec)  # type: ignore[attr-defined]
         if handler is None:
             raise ValueError(
@@ -181,21 +183,25 @@ def resolve_handlers(specs: Iterable[logging.Handler | str]) -> list[logging.Han
     return handlers
 
 
-def _custom(spec: Mapping[str, Any], what: str) -> Any:
+_LISTENER_EXPECTED = "a QueueListener class or factory: a dotted name, a '()' dict or an object"
+_QUEUE_EXPECTED = "a queue: a dotted name of a queue class, a '()' dict or a queue object"
+
+
+def _custom(spec: Mapping[str, Any], where: str, what: str, expected: str) -> Any:
     """Build ``{"()": factory, **kwargs}`` the way dictConfig builds user-defined objects."""
     if "()" not in spec:
-        raise ValueError(f"a {what} given as a dict needs a '()' key naming its factory")
+        raise _options.OptionError(where, what, dict(spec), f"{expected} (a dict needs '()')")
     return _configurator.configure_custom(dict(spec))
 
 
-def _resolve(name: str, what: str) -> Any:
+def _resolve(name: str, where: str, what: str, expected: str) -> Any:
     try:
         return _configurator.resolve(name)
     except (ImportError, ValueError) as exc:
-        raise ValueError(f"cannot import the {what} {name!r}: {exc}") from exc
+        raise _options.OptionError(where, what, name, f"{expected} (cannot import it)") from exc
 
 
-def listener_factory(spec: Any) -> ListenerFactory:
+def listener_factory(spec: Any, where: str = "QueueHandler()") -> ListenerFactory:
     """The callable that builds the listener: ``spec`` resolved as 3.12's dictConfig does.
 
     ``None`` means :class:`aiolog.QueueListener`; a string is a dotted name; a dict is built
@@ -203,35 +209,37 @@ def listener_factory(spec: Any) -> ListenerFactory:
     """
     if spec is None:
         return QueueListener
+    given = spec
     if isinstance(spec, str):
-        spec = _resolve(spec, "listener")
+        spec = _resolve(spec, where, "listener", _LISTENER_EXPECTED)
     elif isinstance(spec, Mapping):
-        spec = _custom(spec, "listener")
+        spec = _custom(spec, where, "listener", _LISTENER_EXPECTED)
     if isinstance(spec, type) and not issubclass(spec, logging.handlers.QueueListener):
-        raise ValueError(f"listener {spec!r} is not a logging.handlers.QueueListener subclass")
+        raise _options.OptionError(where, "listener", given, _LISTENER_EXPECTED)
     if not callable(spec):
-        raise ValueError(f"listener must be a QueueListener class or factory, not {spec!r}")
+        raise _options.OptionError(where, "listener", given, _LISTENER_EXPECTED)
     factory: ListenerFactory = spec
     return factory
 
 
-def make_queue(spec: Any) -> Any:
+def make_queue(spec: Any, where: str = "QueueHandler()") -> Any:
     """The queue object ``spec`` names, resolved as 3.12's dictConfig does.
 
     A dotted name is imported and called with no arguments; a dict is built with its
     ``"()"`` factory; an object with ``put_nowait`` is used as it is.
     """
+    given = spec
     if isinstance(spec, str):
-        factory = _resolve(spec, "queue")
+        factory = _resolve(spec, where, "queue", _QUEUE_EXPECTED)
         if not callable(factory):
-            raise ValueError(f"queue {spec!r} is not callable")
+            raise _options.OptionError(where, "queue", given, _QUEUE_EXPECTED)
         spec = factory()
     elif isinstance(spec, Mapping):
-        spec = _custom(spec, "queue")
+        spec = _custom(spec, where, "queue", _QUEUE_EXPECTED)
     elif isinstance(spec, type):
         spec = spec()
     if not callable(getattr(spec, "put_nowait", None)):
-        raise ValueError(f"{spec!r} is not a queue (it has no put_nowait method)")
+        raise _options.OptionError(where, "queue", given, f"{_QUEUE_EXPECTED} (with put_nowait)")
     return spec
 
 
@@ -376,6 +384,9 @@ class QueueHandler(BaseQueueHandler):
         where = handler_where("QueueHandler()")
         _options.check_known(where, unknown, _HANDLER_KEYS)
         options = queue_options(where, maxsize, max_bytes, overflow, timeout)
+        respect_handler_level = _options.boolean(
+            where, "respect_handler_level", respect_handler_level
+        )
         pending: dict[str, Any] = {}
         listener_obj: logging.handlers.QueueListener | None = None
         # Resolve everything before the handler exists: a target that is not built yet
@@ -383,7 +394,7 @@ class QueueHandler(BaseQueueHandler):
         targets = None
         if handlers is not None:
             try:
-                targets = resolve_handlers(handlers)
+                targets = resolve_handlers(handlers, where)
             except ValueError as exc:
                 if "not configured yet" in str(exc.__cause__):
                     restore_for_retry()
@@ -394,7 +405,7 @@ class QueueHandler(BaseQueueHandler):
             queue = make_record_queue(options)
         else:
             if not callable(getattr(queue, "put_nowait", None)):
-                queue = make_queue(queue)
+                queue = make_queue(queue, where)
             if options:
                 if not is_stdlib_default_queue(queue):
                     raise ValueError(
@@ -403,7 +414,7 @@ class QueueHandler(BaseQueueHandler):
                     )
                 pending = options  # 3.13's dictConfig: replaced when the listener is set
         if targets is not None:
-            factory = listener_factory(listener)
+            factory = listener_factory(listener, where)
             listener_obj = factory(queue, *targets, respect_handler_level=respect_handler_level)
         super().__init__(queue, level=level)
         self._pending_options = pending

@@ -125,7 +125,7 @@ def test_size_refuses_what_is_not_a_size(value: object) -> None:
 def test_size_bounds_are_said() -> None:
     """A size out of range names the bounds."""
     exc = error(_options.size, "S", "max_size", "10", low=480, high=65507)
-    assert str(exc).endswith("from 480 bytes to 65507 bytes")
+    assert str(exc).endswith("10 MiB), from 480 to 65507")
     assert 0 == _options.size("S", "x", "0", low=0)
     error(_options.size, "S", "x", 0)
 

@@ -147,9 +147,10 @@ class HttpPoster(NetworkSink):
             }.items()
             if v is not None
         }
+        given_verify = verify
         verify = _options.boolean(where, "verify", verify)
         if scheme == "http" and (tls_keys or not verify):
-            key_, value = next(iter(sorted(tls_keys.items())), ("verify", verify))
+            key_, value = next(iter(sorted(tls_keys.items())), ("verify", given_verify))
             raise _options.OptionError(where, key_, value, "TLS options only with an https URL")
         self.compress = _options.boolean(where, "compress", compress)
         self.retry_timeout = _options.duration(where, "retry_timeout", retry_timeout, positive=True)
@@ -310,7 +311,8 @@ class HttpSink(HttpPoster):
     :param url: ``http://`` or ``https://`` endpoint (credentials in it become Basic auth
         and are redacted everywhere).
     :param gzip: compress request bodies (``Content-Encoding: gzip``).
-    :param headers: extra request headers (in a URL: ``header.NAME=VALUE``).
+    :param headers: extra request headers (in a URL: ``header.NAME=VALUE``, or
+        ``headers=k1=v1,k2=v2``).
     :param token: sent as ``Authorization: Bearer TOKEN``.
     :param format: ``"json"`` (default), ``"logfmt"`` or ``"text"`` lines.
     :param retry_timeout: seconds a request may be retried on 429/502/503/504 and errors.
@@ -351,7 +353,9 @@ class HttpSink(HttpPoster):
         where = _options.url_where(url)
         known = HTTP_OPTIONS | {"gzip", "format", "headers", "header."}
         merged = _options.merged(where, url, options, known)
-        headers = dict(merged.pop("headers", None) or {})
+        given = merged.pop("headers", None)
+        headers = _options.pairs(where, "headers", given) if isinstance(given, str) else {}
+        headers.update(given if isinstance(given, Mapping) else {})
         for key in [k for k in merged if k.startswith("header.")]:
             headers[key[len("header.") :]] = merged.pop(key)
         with _options.located(where):

@@ -101,20 +101,6 @@ def _severity_text(record: logging.LogRecord) -> str:
     return _SEVERITY_TEXT.get(record.levelname, record.levelname)
 
 
-def parse_headers(where: str, text: str, setting: str = "headers") -> dict[str, str]:
-    """``k1=v1,k2=v2`` (the ``OTEL_EXPORTER_OTLP_HEADERS`` form, percent-encoded)."""
-    headers: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = urllib.parse.unquote(name).strip()
-        if not sep or not name:
-            raise _options.OptionError(where, setting, text, "name=value pairs separated by commas")
-        headers[name] = urllib.parse.unquote(value).strip()
-    return headers
-
-
 def _resource_attributes(service_name: str | None) -> dict[str, Any]:
     """``OTEL_RESOURCE_ATTRIBUTES`` and the service name (option > env > attribute)."""
     attributes: dict[str, Any] = {}
@@ -354,9 +340,9 @@ class OtlpSink(HttpPoster):
         env_var = "OTEL_EXPORTER_OTLP_LOGS_HEADERS"
         if not os.environ.get(env_var):
             env_var = "OTEL_EXPORTER_OTLP_HEADERS"
-        merged_headers = parse_headers("environment", os.environ.get(env_var, ""), env_var)
+        merged_headers = _options.pairs("environment", env_var, os.environ.get(env_var, ""))
         if isinstance(headers, str):
-            merged_headers.update(parse_headers(where, headers))
+            merged_headers.update(_options.pairs(where, "headers", headers))
         elif headers:
             merged_headers.update(headers)
         super().__init__(url, headers=merged_headers, compress=compression == "gzip", **options)
@@ -383,7 +369,7 @@ class OtlpSink(HttpPoster):
         headers: dict[str, str] = {}
         given = merged.pop("headers", None)
         if isinstance(given, str):
-            headers.update(parse_headers(where, given))
+            headers.update(_options.pairs(where, "headers", given))
         elif given:
             headers.update(given)
         for key in [k for k in merged if k.startswith("header.")]:

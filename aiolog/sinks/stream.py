@@ -14,6 +14,7 @@ from aiolog.sinks._base import Sink
 __all__ = ["StreamSink"]
 
 _NAMES = ("stderr", "stdout")
+_URL_OPTIONS = ("format", "colors", "level")
 
 
 class StreamSink(Sink):
@@ -65,7 +66,7 @@ class StreamSink(Sink):
         name = url.split(":", 1)[0].split("?", 1)[0].lower()
         where = _options.url_where(url)
         query = url.partition("?")[2]
-        merged = _options.merged(where, f"{name}:?{query}", options, ("format", "colors", "level"))
+        merged = _options.merged(where, f"{name}:?{query}", options, _URL_OPTIONS)
         with _options.located(where):
             return cls(
                 name,

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 import aiolog
-from aiolog.sinks.otlp import OtlpSink, any_value_json, otel_severity, parse_headers
+from aiolog._options import pairs
+from aiolog.sinks.otlp import OtlpSink, any_value_json, otel_severity
 from tests.helpers import run
 from tests.integration.peers import HttpPeer, http_peer
 
@@ -112,9 +113,9 @@ def test_any_value_json_stops_at_depth_and_survives_cycles() -> None:
 
 def test_parse_headers_reads_the_otel_form() -> None:
     """``k=v,k2=v2`` with percent-encoding; a pair without '=' is refused."""
-    assert {"api-key": "a b", "x": "1=2"} == parse_headers("S", "api-key=a%20b, x=1=2,")
+    assert {"api-key": "a b", "x": "1=2"} == pairs("S", "headers", "api-key=a%20b, x=1=2,")
     with pytest.raises(ValueError, match=r"bad headers='\*\*\*': expected name=value"):
-        parse_headers("S", "oops")
+        pairs("S", "headers", "oops")
 
 
 # ---------------------------------------------------------------------------- configuration
