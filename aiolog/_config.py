@@ -209,7 +209,8 @@ def configure(
     :param asyncio_debug: asyncio's development mode, reported as structured records:
         debug mode on every loop, the ``asyncio`` logger at ``DEBUG``, ``ResourceWarning``
         shown (see :func:`aiolog.asyncio_diag.install`, which ``configure`` always calls).
-        Default ``AIOLOG_ASYNCIO_DEBUG`` (``1``/``0``), else off.
+        Default ``AIOLOG_ASYNCIO_DEBUG`` (a bool: ``1``/``0``, ``true``/``false``,
+        ``yes``/``no``, ``on``/``off``), else off.
     :param asyncio_slow_callback: seconds above which a callback counts as slow in debug
         mode (asyncio's default: 0.1).
     :param structlog: also configure structlog to log through this pipeline (see
