@@ -359,11 +359,9 @@ class OtlpSink(HttpPoster):
         """
         parts = urllib.parse.urlsplit(url)
         scheme = _SCHEMES.get(parts.scheme.lower())
-        if scheme is None:
-            raise ValueError(
-                f"{cls.kind}: expected otlp+http:// or otlp+https://, not {redact_url(url)!r}"
-            )
         where = _options.url_where(url)
+        if scheme is None:
+            raise _options.OptionError(where, "scheme", parts.scheme, "otlp+http or otlp+https")
         merged = _options.merged(where, url, options, _OPTIONS)
         _, port = _options.endpoint(where, url, _DEFAULT_PORT)
         headers: dict[str, str] = {}

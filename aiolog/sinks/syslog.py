@@ -288,13 +288,11 @@ class SyslogSink(ConnectionSink):
         """
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         transport = _TRANSPORTS.get(scheme)
-        if transport is None:
-            raise ValueError(
-                f"SyslogSink: expected syslog+udp://, syslog+tcp:// or syslog+tls://, "
-                f"not {redact_url(url)!r}"
-            )
-        known = _OPTIONS | (TLS_OPTIONS if transport == "tls" else frozenset())
         where = _options.url_where(url)
+        if transport is None:
+            expected = f"one of {', '.join(_TRANSPORTS)}"
+            raise _options.OptionError(where, "scheme", scheme, expected)
+        known = _OPTIONS | (TLS_OPTIONS if transport == "tls" else frozenset())
         merged = _options.merged(where, url, options, known)
         host, port = _options.endpoint(where, url, _DEFAULT_PORTS[transport])
         with _options.located(where):

@@ -82,13 +82,11 @@ class TcpSink(ConnectionSink):
         :raises ValueError: unknown option, bad host or port, unreadable TLS file.
         """
         scheme = urllib.parse.urlsplit(url).scheme.lower()
+        where = _options.url_where(url)
         if scheme not in _SCHEMES:
-            raise ValueError(
-                f"TcpSink: expected a tcp:// or tcp+tls:// URL, not {redact_url(url)!r}"
-            )
+            raise _options.OptionError(where, "scheme", scheme, "tcp or tcp+tls")
         tls = _SCHEMES[scheme]
         known = COMMON_OPTIONS | {"format"} | (TLS_OPTIONS if tls else frozenset())
-        where = _options.url_where(url)
         merged = _options.merged(where, url, options, known)
         # TCP inputs have no standard port: the URL must give one.
         host, port = _options.endpoint(where, url, None)
