@@ -11,7 +11,7 @@ and a mistake is reported in one wording::
 ``<where>`` says how the user wrote the setting: ``configure()``, a sink URL
 (``sink 'file:app.log?rotate=lots'``), the environment (``environment``, with the
 variable as the setting: ``bad AIOLOG_LEVEL='LOUD'``), a dictConfig handler
-(``dictConfig handler 'queue'``) or a class (``FileSink``, ``RecordQueue()``). The error is
+(``dictConfig handler 'queue'``) or a constructor (``FileSink()``, ``RecordQueue()``). The error is
 :class:`OptionError`, a :class:`ValueError`.
 
 The grammar (strings are stripped; words are case-insensitive):
@@ -239,9 +239,10 @@ def level(where: str, setting: str, value: object) -> int:
         word = value.strip().upper()
         if word.isdigit():
             return int(word)
-        number = logging._nameToLevel.get(word)
-        if isinstance(number, int):
-            return number
+        registered: Mapping[str, int] = logging._nameToLevel
+        for name, number in registered.items():
+            if name.upper() == word:
+                return number
     names = ", ".join(_level_names())
     fail(where, setting, value, f"a level name ({names}; any case) or an integer >= 0")
 

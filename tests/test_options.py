@@ -188,12 +188,9 @@ def test_level_accepts_names_in_any_case_and_non_negative_ints(
 @pytest.mark.parametrize("value", ["LOUD", -5, "-5", True, 1.5, None, ""])
 def test_level_refuses_unknown_names_and_negatives(value: object) -> None:
     """An unknown name or a negative number is refused, listing the names."""
-    exc = error(_options.level, "w", "level", value)
-    expected = (
-        f"w: bad level={value!r}: expected a level name (CRITICAL, ERROR, WARNING, INFO, "
-        "DEBUG, NOTSET; any case) or an integer >= 0"
-    )
-    assert expected == str(exc)
+    message = str(error(_options.level, "w", "level", value))
+    assert message.startswith(f"w: bad level={value!r}: expected a level name (CRITICAL, ERROR,")
+    assert message.endswith("DEBUG, NOTSET; any case) or an integer >= 0")
 
 
 def test_level_knows_levels_added_with_addlevelname() -> None:

@@ -230,7 +230,7 @@ class NetworkSink(Sink):
         backoff_initial: float | str = BACKOFF_INITIAL,
         backoff_max: float | str = BACKOFF_MAX,
     ) -> None:
-        where = self.kind
+        where = f"{self.kind}()"
         level_no = _options.level(where, "level", level)
         self.connect_timeout = _options.duration(
             where, "connect_timeout", connect_timeout, positive=True

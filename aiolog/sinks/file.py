@@ -68,7 +68,7 @@ _URL_OPTIONS = frozenset(
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
-_WHERE = "FileSink"
+_WHERE = "FileSink()"
 _WHEN_EXPECTED = "'midnight', 'S', 'M', 'H', 'D', 'W0'-'W6', 'hourly' or 'daily'"
 _MODE_EXPECTED = "permission bits up to 0o777, such as 0o640 ('640' in a URL)"
 

@@ -131,7 +131,7 @@ class HttpPoster(NetworkSink):
         **options: Any,
     ) -> None:
         require_httpx(self.kind, url, self.extra)
-        where = self.kind
+        where = f"{self.kind}()"
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
@@ -334,8 +334,8 @@ class HttpSink(HttpPoster):
         format: str | None = None,
         **options: Any,
     ) -> None:
-        compress = _options.boolean(self.kind, "gzip", gzip)
-        fmt = _options.log_format(self.kind, format)
+        compress = _options.boolean(f"{self.kind}()", "gzip", gzip)
+        fmt = _options.log_format(f"{self.kind}()", format)
         super().__init__(url, compress=compress, **options)
         if fmt is not None:
             from aiolog.formatting import formatter_for

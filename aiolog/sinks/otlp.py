@@ -329,7 +329,7 @@ class OtlpSink(HttpPoster):
         format: str | None = None,
         **options: Any,
     ) -> None:
-        where = self.kind
+        where = f"{self.kind}()"
         encoding = _options.choice(where, "encoding", encoding, ("json", "protobuf"))
         if encoding == "protobuf":
             _require_proto(self.kind, url)

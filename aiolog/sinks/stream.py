@@ -41,7 +41,7 @@ class StreamSink(Sink):
         colors: bool | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
-        where = type(self).__name__
+        where = f"{type(self).__name__}()"
         if isinstance(stream, str):
             stream = _options.choice(where, "stream", stream, _NAMES)
             url = stream

@@ -241,7 +241,7 @@ class SyslogSink(ConnectionSink):
         format: str | None = None,
         **options: Any,
     ) -> None:
-        where = self.kind
+        where = f"{self.kind}()"
         transport = _options.choice(where, "transport", transport, tuple(_DEFAULT_PORTS))
         tls_keys = {k: options.pop(k) for k in list(options) if k in TLS_OPTIONS}
         if tls_keys and transport != "tls":

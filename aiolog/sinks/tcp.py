@@ -57,15 +57,16 @@ class TcpSink(ConnectionSink):
         format: str | None = None,
         **options: Any,
     ) -> None:
+        where = f"{self.kind}()"
         tls_keys = {k: options.pop(k) for k in list(options) if k in TLS_OPTIONS}
         if tls_keys and not tls:
             key = sorted(tls_keys)[0]
             raise _options.OptionError(
-                self.kind, key, tls_keys[key], "TLS options only with tcp+tls://"
+                where, key, tls_keys[key], "TLS options only with tcp+tls://"
             )
-        port = _options.port(self.kind, "port", port)
-        fmt = _options.log_format(self.kind, format)
-        tls_settings = tls_options(self.kind, host, tls_keys) if tls else None
+        port = _options.port(where, "port", port)
+        fmt = _options.log_format(where, format)
+        tls_settings = tls_options(where, host, tls_keys) if tls else None
         super().__init__(host, port, tls=tls_settings, **options)
         self.url = f"{'tcp+tls' if tls else 'tcp'}://{_hostport(host, port)}"
         if fmt is not None:
