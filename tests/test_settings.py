@@ -612,3 +612,12 @@ def test_dictconfig_keys_in_the_docs_have_cases() -> None:
     assert listener_options is not None
     names = set(re.findall(r"`(\w+)`", listener_options[1])) - {"name"}  # any text
     assert sorted(names) == sorted(DICTCONFIG_LISTENER)
+
+
+@pytest.mark.parametrize("url", [*URL_OPTIONS])
+def test_a_sink_built_and_never_opened_closes_safely(tmp_path: Path, url: str) -> None:
+    """Building opens nothing, so closing (twice, as logging.shutdown may) is always safe."""
+    sink = aiolog.sink(url.format(tmp=tmp_path))
+    sink.close()
+    sink.close()
+    assert list(tmp_path.iterdir()) == []
