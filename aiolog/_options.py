@@ -11,8 +11,9 @@ and a mistake is reported in one wording::
 ``<where>`` says how the user wrote the setting: ``configure()``, a sink URL
 (``sink 'file:app.log?rotate=lots'``), the environment (``environment``, with the
 variable as the setting: ``bad AIOLOG_LEVEL='LOUD'``), a dictConfig handler
-(``dictConfig handler 'queue'``) or a constructor (``FileSink()``, ``RecordQueue()``). The error is
-:class:`OptionError`, a :class:`ValueError`.
+(``dictConfig handler 'queue'``) or a constructor (``FileSink()``, ``RecordQueue()``).
+The error is :class:`OptionError`, a :class:`ValueError`; the values of secret-looking
+settings (``token``, ``key``, ``headers``...) are shown as ``'***'``.
 
 The grammar (strings are stripped; words are case-insensitive):
 
@@ -39,6 +40,8 @@ import re
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any, Final, NoReturn, TypeVar
+
+from aiolog._urls import is_secret, redact_url
 
 __all__ = [
     "FORMATS",
@@ -101,8 +104,6 @@ class OptionError(ValueError):
     def _text(self) -> str:
         if self.value is UNKNOWN:
             return f"{self.where}: unknown option {self.setting!r}: expected {self.expected}"
-        from aiolog._urls import is_secret
-
         shown = "'***'" if is_secret(self.setting) else repr(self.value)
         return f"{self.where}: bad {self.setting}={shown}: expected {self.expected}"
 
@@ -139,8 +140,6 @@ def located(where: str) -> Iterator[None]:
 
 def url_where(url: str) -> str:
     """The ``<where>`` of a sink URL: ``sink 'URL'``, with secrets redacted."""
-    from aiolog._urls import is_secret, redact_url
-
     keys = [key for key, _ in urllib.parse.parse_qsl(url.partition("?")[2], True)]
     if "@" in url or any(is_secret(key) for key in keys):
         url = redact_url(url)
