@@ -135,8 +135,6 @@ def listener(**options: Any) -> ListenerFactory:
     ``idle_after``, ``buffer_size``, ``buffer_bytes``, ``report_interval``, ``name``);
     they are checked here, so a typo fails the ``dictConfig`` call instead of the first
     record.
-
-    .. versionadded:: 0.1.0
     """
     known = {
         "max_batch",
@@ -459,11 +457,6 @@ class QueueHandler(BaseQueueHandler):
             _options.check_known(where, dropped, QUEUE_OPTIONS)
             given = {key: value for key, value in dropped.items() if key not in options}
             options.update(queue_options(where, **given))
-        if not listener.handlers:
-            raise ValueError(
-                "the listener has no handlers and would drop every record: "
-                "name the handlers it writes to under 'handlers'"
-            )
         if listener.queue is self.queue and is_stdlib_default_queue(self.queue):
             bounded = make_record_queue(options)
             self.queue = listener.queue = bounded

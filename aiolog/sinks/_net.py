@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from aiolog import _options
 from aiolog._options import OptionError
+from aiolog._record import expose_context
 from aiolog.sinks._base import Sink
 
 __all__ = [
@@ -267,6 +268,8 @@ class NetworkSink(Sink):
             formatter = self._default_formatter
             if formatter is None:
                 formatter = self._default_formatter = self.default_formatter()
+        else:
+            expose_context(record)
         return formatter.format(record)
 
     def default_formatter(self) -> logging.Formatter:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from aiolog import _options
+from aiolog._record import expose_context
 from aiolog.sinks._base import Sink
 
 __all__ = ["StreamSink"]
@@ -106,6 +107,8 @@ class StreamSink(Sink):
 
     def format(self, record: logging.LogRecord) -> str:
         """Format with the handler's formatter if one was set, else the automatic one."""
+        if self.formatter is not None:
+            expose_context(record)
         formatter = self.formatter or self._auto_formatter
         if formatter is None:
             self.open()
