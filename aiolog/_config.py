@@ -69,6 +69,7 @@ class Pipeline:
         adopted: Sequence[logging.Handler] = (),
         captured_warnings: bool = False,
         exit_timeout: float = 5.0,
+        root_level: int | None = None,
     ) -> None:
         self.handler = handler
         self.listener = listener
@@ -76,6 +77,9 @@ class Pipeline:
         self.adopted = list(adopted)
         self._captured_warnings = captured_warnings
         self.exit_timeout = exit_timeout
+        # The root logger's level before configure() set it (None: leave it on stop).
+        self._root_level = root_level
+        self._set_level: int | None = None
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -131,6 +135,9 @@ class Pipeline:
     def stop(self, timeout: float = 5.0) -> bool:
         """Take the handler off the root logger, drain, close owned sinks. Idempotent.
 
+        The root logger gets back the handlers it had before :func:`configure`, and its
+        level unless something set another since.
+
         Returns True when every queued record was written within ``timeout``.
         """
         global _active
@@ -141,6 +148,10 @@ class Pipeline:
             if _active is self:
                 _active = None
                 _detach(self, restore=True)
+                root = logging.getLogger()
+                # Only what configure() changed: a level set since then is the app's own.
+                if self._root_level is not None and root.level == self._set_level:
+                    root.setLevel(self._root_level)
                 asyncio_diag.uninstall()
                 _factory.uninstall()
         ok = self.listener.stop(timeout)
@@ -322,6 +333,8 @@ def configure(
             adopted=adopted,
             captured_warnings=capture_warnings,
             exit_timeout=exit_timeout,
+            # A reconfigure keeps the level from before the first configure() to restore.
+            root_level=root.level if old is None else old._root_level,
         )
         with logging._lock:  # type: ignore[attr-defined]
             keep: list[logging.Handler] = []
@@ -331,6 +344,7 @@ def configure(
                     keep = [*old.adopted, *(h for h in keep if h not in old.adopted)]
             root.handlers = [*keep, handler]  # one assignment: each record sees old or new
             root.setLevel(level_no)
+        pipeline._set_level = level_no
         _active = pipeline
         asyncio_diag._install(diag)
         if record_factory:
@@ -386,7 +400,12 @@ def get_pipeline() -> Pipeline | None:
 
 
 def shutdown(timeout: float = 5.0) -> bool:
-    """Stop the active pipeline (drain, detach, close owned sinks). True if all was written."""
+    """Stop the active pipeline: drain, detach, close owned sinks, restore the root logger.
+
+    The root logger gets back the handlers it had before :func:`configure` and its level
+    (unless something set another since), and ``warnings`` are no longer captured.
+    Return True if every record was written.
+    """
     pipeline = _active
     if pipeline is None:
         return True
