@@ -15,9 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m aiolog",
         description="aiolog: logging for asyncio applications that never blocks the loop.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"aiolog-queue {__version__}"
-    )
+    parser.add_argument("--version", action="version", version=f"aiolog-queue {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",

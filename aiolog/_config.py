@@ -163,6 +163,11 @@ class Pipeline:
         return ok
 
 
+def _stays_on_root(handler: logging.Handler) -> bool:
+    """Whether configure() leaves ``handler`` on the root logger instead of adopting it."""
+    return getattr(handler, "aiolog_stays_on_root", False) is True
+
+
 def _detach(pipeline: Pipeline, *, restore: bool) -> None:
     root = logging.getLogger()
     with logging._lock:  # type: ignore[attr-defined]
@@ -308,7 +313,11 @@ def configure(
             if old is not None:
                 adopted.extend(old.adopted)
             for existing in root.handlers:
-                if existing not in adopted and not isinstance(existing, BaseQueueHandler):
+                if (
+                    existing not in adopted
+                    and not isinstance(existing, BaseQueueHandler)
+                    and not _stays_on_root(existing)
+                ):
                     adopted.append(existing)
         all_sinks = [*owned, *given, *(h for h in adopted if h not in given)]
         listener = QueueListener(
@@ -337,7 +346,8 @@ def configure(
             root_level=root.level if old is None else old._root_level,
         )
         with logging._lock:  # type: ignore[attr-defined]
-            keep: list[logging.Handler] = []
+            # Observers that must see records on the logging thread stay (aiolog.testing's).
+            keep: list[logging.Handler] = [h for h in root.handlers if _stays_on_root(h)]
             if not adopt_handlers:
                 keep = [h for h in root.handlers if not isinstance(h, BaseQueueHandler)]
                 if old is not None:
