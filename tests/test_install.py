@@ -98,6 +98,29 @@ def test_the_readme_quick_start_prints_what_the_readme_shows(
     compare_json_lines(shown, (tmp_path / "logs" / "app.jsonl").read_text(encoding="utf-8"))
 
 
+def test_the_readme_git_url_command_installs_the_current_commit(tmp_path: Path) -> None:
+    """The README's ``git+file://localhost$PWD`` line, run by a shell in the checkout, works."""
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=False).returncode:
+        pytest.skip("not a git checkout (an sdist)")
+    (command,) = re.findall(r"```console\n(pip install \"aiolog-queue.*git\+.*)\n", README)
+    directory = tmp_path / "venv"
+    venv.create(directory, with_pip=True)
+    env = clean_env() | {"PATH": f"{directory / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["bash", "-c", f"{command} --quiet --disable-pip-version-check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert 0 == proc.returncode, proc.stdout + proc.stderr
+    code = "import aiolog, orjson; print(aiolog.__file__)"  # the speedups extra came too
+    where = run([str(directory / "bin" / "python"), "-c", code], tmp_path, 60).stdout.strip()
+    assert Path(where).is_relative_to(directory)
+
+
 def test_the_install_section_needs_no_unpublished_name() -> None:
     """No page tells a user to ``pip install aiolog-queue`` from PyPI, where it is not."""
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
