@@ -141,8 +141,6 @@ def drain_on_sigterm(timeout: float = 5.0) -> bool:
     worker resets the signals it inherited). A SIGTERM handler of the application's own
     is left alone. Returns True when the handler is (now) installed; does nothing off the
     main thread.
-
-    .. versionadded:: 0.1.0
     """
     global _drain_timeout, _sigterm_wanted
     if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():

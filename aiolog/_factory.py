@@ -1,13 +1,14 @@
 """A faster :class:`logging.LogRecord` that every formatter reads exactly like the stdlib's.
 
-``LogRecord.__init__`` spends most of its ~2.3 µs on things that never change between
+``LogRecord.__init__`` spends most of its time on things that never change between
 calls: splitting the same source path into ``filename`` and ``module`` with
 :mod:`os.path`, asking the kernel for the process id, and looking up the level name
 through :func:`logging.getLevelName`. :class:`FastLogRecord` keeps those in small caches
 and sets the same attributes, with the same values, in the same order, so
 ``%(module)s``, ``record.__dict__`` and every other way of reading a record see no
-difference. It costs about 0.9 µs, which is what lets the whole aiolog emit (context
-capture included) come in under a stdlib handler that only appends to a list.
+difference. It costs well under half as much (docs/design.md has the figures), which is
+what lets the whole aiolog emit, context capture included, come in under a stdlib handler
+that only appends to a list.
 
 :func:`install` makes it the record factory when the factory is still the stdlib default
 (a factory of the application's own is never replaced), and :func:`uninstall` puts the

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import itertools
 import logging
 import logging.handlers
 import queue as queue_module
@@ -39,7 +40,17 @@ from aiolog._queue import (
     RecordQueue,
     _Counter,
 )
-from aiolog._record import IMMUTABLE_TYPES, PreparedRecord, freeze_message, get_message
+from aiolog._record import (
+    IMMUTABLE_TYPES,
+    MUTABLE_CONTAINERS,
+    RECORD_FIELDS,
+    RESERVED_ATTRS,
+    PreparedRecord,
+    freeze_message,
+    get_message,
+    plain_context,
+    snapshot_extras,
+)
 
 __all__ = ["BaseQueueHandler", "logging_lock_released"]
 
@@ -51,6 +62,9 @@ _get_ident = threading.get_ident
 _new_record = logging.LogRecord.__new__
 _LogRecord = logging.LogRecord
 _LARGE_TEXT = LARGE_TEXT
+_RECORD_FIELDS = RECORD_FIELDS
+_islice = itertools.islice
+_MUTABLE = MUTABLE_CONTAINERS
 
 
 class BaseQueueHandler(logging.handlers.QueueHandler):
@@ -189,7 +203,13 @@ class BaseQueueHandler(logging.handlers.QueueHandler):
                 return
             offer = self._offer
             msg = record.msg
-            if offer is not None and msg.__class__ is str:
+            if offer is not None and msg.__class__ is str and self.formatter is None:
+                d = record.__dict__
+                if len(d) != _RECORD_FIELDS:  # extra= fields (set last): a mutable one is copied
+                    for key, value in _islice(d.items(), _RECORD_FIELDS, None):
+                        if value.__class__ in _MUTABLE and key not in RESERVED_ATTRS:
+                            offer = None
+                            break
                 size = len(msg)
                 args = record.args
                 if args:
@@ -258,7 +278,15 @@ class BaseQueueHandler(logging.handlers.QueueHandler):
             self._foreign_dropped.inc()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        """Return a copy of ``record`` that is safe to format later, on another thread."""
+        """Return a copy of ``record`` that is safe to format later, on another thread.
+
+        For aiolog's own queue the copy keeps the record's structure (``msg``/``args``,
+        the exception, the live :mod:`contextvars` snapshot) for the listener to render.
+        For any other queue, or when the handler has a formatter, it is what the stdlib's
+        ``prepare`` makes (see :meth:`prepare_as_stdlib`).
+        """
+        if self.formatter is not None or not isinstance(self._queue, RecordQueue):
+            return self.prepare_as_stdlib(record)
         d = record.__dict__.copy()
         if type(d["msg"]) is str:
             args = d["args"]
@@ -278,7 +306,36 @@ class BaseQueueHandler(logging.handlers.QueueHandler):
             return prepared
         else:
             freeze_message(record, d)
+        snapshot_extras(d)
         fill_context(d)
+        copy: logging.LogRecord = _new_record(_LogRecord)
+        copy.__dict__ = d
+        return copy
+
+    def prepare_as_stdlib(self, record: logging.LogRecord) -> logging.LogRecord:
+        """The stdlib's queued record: formatted text, nothing that cannot be pickled.
+
+        As :meth:`logging.handlers.QueueHandler.prepare`: ``msg`` and ``message`` are the
+        handler's formatting of the record (its formatter, or logging's default, which
+        appends the traceback and stack), and ``args``, ``exc_info``, ``exc_text`` and
+        ``stack_info`` are cleared. What aiolog captures comes as plain data: the task
+        name, the coroutine and callback names, and the context variables as a dict
+        (:func:`aiolog._record.plain_context`). So a ``multiprocessing.Queue`` can carry
+        it, and a listener on the other side writes it whether it is aiolog's or the
+        stdlib's.
+        """
+        msg = self.format(record)
+        d = record.__dict__.copy()
+        if record.__class__ is not PreparedRecord:  # that one captured it when it was made
+            fill_context(d)
+        d["aiolog_context"] = plain_context(d.get("aiolog_context"))
+        d["message"] = msg
+        d["msg"] = msg
+        d["args"] = None
+        d["exc_info"] = None
+        d["exc_text"] = None
+        d["stack_info"] = None
+        snapshot_extras(d)
         copy: logging.LogRecord = _new_record(_LogRecord)
         copy.__dict__ = d
         return copy

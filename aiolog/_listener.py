@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import logging.handlers
 import math
 import os
+import queue
 import sys
 import threading
 import time
@@ -65,6 +67,41 @@ _notice_logger = "aiolog"
 _FINAL_NOTICE_GRACE = 0.5
 
 _monotonic = time.monotonic
+
+
+class FlushMark:
+    """What :meth:`QueueListener.flush` puts on a queue that is not aiolog's own.
+
+    Plain data, so that a ``multiprocessing.Queue`` can carry it: the listener that put
+    it recognises it by its process and the barrier's number, and ignores others'.
+    """
+
+    __slots__ = ("barrier", "pid")
+
+    def __init__(self, barrier: int, pid: int) -> None:
+        self.barrier = barrier
+        self.pid = pid
+
+    def __reduce__(self) -> tuple[type[FlushMark], tuple[int, int]]:
+        return (FlushMark, (self.barrier, self.pid))
+
+
+class _QuietOnAiologThreads(logging.Filter):
+    """Keep asyncio's chatter about aiolog's own loops out of the application's handlers.
+
+    Each listener thread makes an event loop, and asyncio logs "Using selector: ..." at
+    DEBUG for every new loop: on a DEBUG root logger that line would reach the
+    application's handlers once per listener. asyncio's records below WARNING that were
+    logged on aiolog's threads are dropped; warnings and errors (a callback that raised
+    on a listener loop would be an aiolog bug) still go through. The filter is on the
+    ``asyncio`` logger while a listener runs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.thread not in INTERNAL_THREADS
+
+
+_QUIET = _QuietOnAiologThreads()
 
 
 def _resolve_none(future: asyncio.Future[None]) -> None:
@@ -111,6 +148,18 @@ class QueueListener(logging.handlers.QueueListener):
 
     _thread: threading.Thread | None
     queue: Any  # a RecordQueue, or any object with the stdlib queue methods
+
+    #: Which of the stdlib's hooks a subclass overrides: the listener then calls them
+    #: where the stdlib's would (``dequeue`` per record taken, ``handle`` per record)
+    #: instead of its batched paths.
+    _custom_dequeue = False
+    _custom_handle = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        base = logging.handlers.QueueListener
+        cls._custom_dequeue = cls.dequeue is not base.dequeue
+        cls._custom_handle = cls.handle is not QueueListener.handle
 
     def __init__(
         self,
@@ -172,6 +221,11 @@ class QueueListener(logging.handlers.QueueListener):
         self._last_error: str | None = None
         self._queue_dropped_at_start = 0
         self._pid = os.getpid()
+        #: Stop's sentinel, on a queue that is not aiolog's: put, and taken back.
+        self._sentinel_sent = False
+        self._sentinel_seen = False
+        #: Flushes waiting for their mark to come through a queue that is not aiolog's.
+        self._flush_marks: dict[int, Barrier] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -193,8 +247,12 @@ class QueueListener(logging.handlers.QueueListener):
                 return
             self._stopping = False
             self._clean = True
+            self._sentinel_sent = self._sentinel_seen = False
             q = self.queue
             self._queue_dropped_at_start = q.dropped if isinstance(q, RecordQueue) else 0
+            asyncio_logger = logging.getLogger("asyncio")
+            if _QUIET not in asyncio_logger.filters:
+                asyncio_logger.addFilter(_QUIET)
             ready = threading.Event()
             errors: list[BaseException] = []
             thread = threading.Thread(
@@ -229,11 +287,26 @@ class QueueListener(logging.handlers.QueueListener):
                 return False
             self._deadline = _monotonic() + timeout
             self._stopping = True
+            if not isinstance(self.queue, RecordQueue):
+                # As the stdlib's: the sentinel comes after every record this process
+                # put before it (a multiprocessing.Queue's feeder thread may still hold
+                # some), and the listener drains until it has seen it.
+                try:
+                    self.enqueue_sentinel()
+                    self._sentinel_sent = True
+                except Exception:
+                    self._sentinel_sent = False
             self._wake()
             thread.join(timeout + 1.0)
             alive = thread.is_alive()
             self._thread = None
+            for barrier in self._flush_marks.values():  # their marks never came back
+                barrier.lost = True
+                barrier.expect(0)
+            self._flush_marks.clear()
             _LISTENERS.discard(self)
+            if not any(listener._thread is not None for listener in _LISTENERS):
+                logging.getLogger("asyncio").removeFilter(_QUIET)
             return self._clean and not alive and not self.lost()
 
     def __enter__(self) -> QueueListener:
@@ -291,14 +364,20 @@ class QueueListener(logging.handlers.QueueListener):
                 barrier.add_done_callback(evicted)
             q.put_marker(barrier)
         else:
+            # Any queue may cross a process boundary (pickled): the mark that travels
+            # is plain data, and stands for the barrier kept here.
+            mark = FlushMark(id(barrier), os.getpid())
+            self._flush_marks[mark.barrier] = barrier
             try:
-                q.put_nowait(barrier)
+                q.put_nowait(mark)
             except Exception:
+                del self._flush_marks[mark.barrier]
                 return None
             self._wake()
         return barrier
 
     def _wake(self) -> None:
+        """Wake a sleeping pump, from any thread (the queue calls it on its first record)."""
         loop, event = self._loop, self._wakeup
         if loop is None or event is None:
             return
@@ -306,6 +385,7 @@ class QueueListener(logging.handlers.QueueListener):
             loop.call_soon_threadsafe(self._on_wake, event)
 
     def _on_wake(self, event: asyncio.Event) -> None:
+        """On the listener's loop: set the wake-up event and cut a linger short."""
         event.set()
         linger = self._lingering
         if linger is not None and not linger.done():
@@ -335,6 +415,12 @@ class QueueListener(logging.handlers.QueueListener):
     # -- the listener thread --------------------------------------------------------------
 
     def _run(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        """The listener thread: run :meth:`_main` on a new event loop, then close it.
+
+        The thread is registered in ``INTERNAL_THREADS`` so that what it logs itself (or a
+        library it calls does) is not fed back into the queue. A crash, which would be a
+        bug in aiolog, is recorded in the stats rather than raised into nowhere.
+        """
         ident = threading.get_ident()
         INTERNAL_THREADS.add(ident)
         loop = asyncio.new_event_loop()
@@ -357,6 +443,12 @@ class QueueListener(logging.handlers.QueueListener):
                 INTERNAL_THREADS.discard(ident)
 
     async def _main(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        """Open the sinks and start one runner task per sink, then pump until stopped.
+
+        ``ready`` is set once the sinks are open (or failed to open: the error goes to
+        ``errors``, for :meth:`start` to raise on the caller's thread). Runner keys are
+        made unique, since stats and notices name sinks by them.
+        """
         loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         try:
@@ -387,10 +479,24 @@ class QueueListener(logging.handlers.QueueListener):
     async def _pump(self) -> None:
         """Move records from the queue to the sinks' buffers, as fast as they make room.
 
-        Takes a batch only when every sink that is not stalled has room for it, renders
-        and dispatches it, lingers a moment so the next batch can grow, and sleeps when
-        the queue stays empty (a producer wakes it). Returns when stopping and the queue
-        is empty, or when the stop deadline passed (what is left is counted lost).
+        This is where backpressure happens. The pump takes from the queue only as many
+        records as every sink that is not stalled has room for (:meth:`_room`), so a slow
+        sink leaves the burst waiting in the queue, in order, instead of having its records
+        dropped; when there is no room it waits for a runner to free some, or for the
+        stall timeout that lets the others go on without that sink (:meth:`_wait_for_room`).
+        What it takes is prepared once and fanned out to every buffer (:meth:`_dispatch`);
+        what did not fit by bytes is carried to the next round.
+
+        Between batches it lingers ``linger`` seconds so that the next batch can grow: a
+        busy application then wakes it about ``1/linger`` times a second, not per record,
+        and the listener's share of the interpreter lock comes in few, short slices. After
+        ``idle_after`` seconds without records it stops polling and sleeps until a producer
+        wakes it (:meth:`_wake`), which costs that producer a system call. Lost-record
+        notices are nudged about every 0.1 s.
+
+        Returns when stopping and the queue is empty (a retired queue forwards what is
+        left to its successor first), or when the stop deadline passed: what is still
+        held or queued is then counted lost to the deadline in every sink.
         """
         q = self.queue
         ours = isinstance(q, RecordQueue)
@@ -412,7 +518,10 @@ class QueueListener(logging.handlers.QueueListener):
             items = self._carry
             if len(items) < room:
                 want = room - len(items)
-                items += q.drain(want) if ours else self._drain_foreign(want)
+                if ours and not self._custom_dequeue:
+                    items += q.drain(want)
+                else:
+                    items += self._drain_foreign(want)
             now = _monotonic()
             if items:
                 last_records = now
@@ -427,9 +536,14 @@ class QueueListener(logging.handlers.QueueListener):
                     await self._linger()
                 continue
             if self._stopping:
-                if ours and q.forward_to is not None:
-                    q._forward()  # retired by a reconfigure: the successor writes the rest
-                return
+                if ours:
+                    if q.forward_to is not None:
+                        q._forward()  # retired by a reconfigure: the successor writes the rest
+                    return
+                if not self._sentinel_sent or self._sentinel_seen:
+                    return
+                await asyncio.sleep(0.001)  # records this process put may still be on the way
+                continue
             self._nudge_notices()
             last_check = now
             if self.linger > 0 and now - last_records < self.idle_after:
@@ -498,15 +612,34 @@ class QueueListener(logging.handlers.QueueListener):
             self._waiting_for_room = False
 
     def _drain_foreign(self, limit: int) -> list[Any]:
+        """Up to ``limit`` items from a queue that is not a RecordQueue, one by one.
+
+        As the stdlib's listener takes them (``dequeue``, when a subclass overrides it).
+        The stop sentinel and flush marks are the listener's own: a sentinel is noted, a
+        mark from this process becomes its barrier, one from another is skipped.
+        """
         items = []
-        get = self.queue.get_nowait
+        get = (
+            functools.partial(self.dequeue, False)
+            if self._custom_dequeue
+            else self.queue.get_nowait
+        )
         for _ in range(limit):
             try:
                 item = get()
             except Exception:
                 break
-            if item is None:  # the stdlib listener's stop sentinel
+            if item is None:  # the stop sentinel
+                if self._stopping:
+                    self._sentinel_seen = True
                 continue
+            if item.__class__ is FlushMark:
+                barrier = (
+                    self._flush_marks.pop(item.barrier, None) if item.pid == self._pid else None
+                )
+                if barrier is None:
+                    continue  # another process's, or a forgotten one
+                item = barrier
             items.append(item)
         return items
 
@@ -546,9 +679,15 @@ class QueueListener(logging.handlers.QueueListener):
     def _dispatch(self, items: list[Any], room_bytes: float = math.inf) -> int:
         """Prepare each record once and hand them to every sink, barriers in order.
 
-        Stops before the record that would take the buffers past ``room_bytes`` (one
-        record always goes): returns how many of ``items`` were handed out.
+        Preparing once (:meth:`prepare`) renders message and traceback a single time for
+        all sinks, which then only read the record. A flush barrier splits the batch, so
+        that every sink sees it after exactly the records logged before it. A record that
+        cannot be prepared is counted as bad and skipped: one bad record never stops the
+        listener. Stops before the record that would take the buffers past ``room_bytes``
+        (one record always goes): returns how many of ``items`` were handed out.
         """
+        if self._custom_handle:
+            return self._dispatch_by_handle(items)
         runners = self._runners
         prepare = self.prepare
         records: list[logging.LogRecord] = []
@@ -581,7 +720,35 @@ class QueueListener(logging.handlers.QueueListener):
             self._offer(records, sizes)
         return len(items)
 
+    def _dispatch_by_handle(self, items: list[Any]) -> int:
+        """:meth:`_dispatch` for a subclass that overrides :meth:`handle`: one call each."""
+        for item in items:
+            if type(item) is Barrier:
+                item.expect(len(self._runners))
+                for runner in self._runners:
+                    runner.put_barrier(item)
+                continue
+            try:
+                self.handle(item)
+            except Exception as exc:
+                self._bad_records += 1
+                self._last_error = f"handle() failed: {type(exc).__name__}: {exc}"
+        return len(items)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        """Prepare one record and hand it to every sink's buffer (the stdlib's hook).
+
+        The listener itself prepares and hands out records in batches; it calls this
+        per record only when a subclass overrides it (which may call ``super().handle``).
+        Which sinks take the record follows ``respect_handler_level``, as the stdlib's.
+        """
+        record = self.prepare(record)
+        exc_text = record.exc_text
+        size = len(record.message) + (len(exc_text) if exc_text else 0) + 256
+        self._offer([record], [size])
+
     def _offer(self, records: list[logging.LogRecord], sizes: list[int]) -> None:
+        """Hand the same prepared records to every runner (each filters for its sink)."""
         for runner in self._runners:
             runner.offer(records, sizes)
 
@@ -747,8 +914,21 @@ class QueueListener(logging.handlers.QueueListener):
             self.queue.reset_after_fork()
         for handler in self.handlers:
             adapt(handler).after_fork()  # a plain handler's adapter is made anew at start
-        if was_running:
+        if was_running and self.owns_queue():
             self.start()
+        else:
+            _LISTENERS.discard(self)
+
+    def owns_queue(self) -> bool:
+        """True when the queue lives in this process only, so a forked child has its own.
+
+        An aiolog queue, a :class:`queue.Queue` or a :class:`queue.SimpleQueue` is copied
+        by ``fork()``: the child's listener drains the child's copy. A queue shared
+        between processes (a ``multiprocessing.Queue``, a manager's proxy) is the
+        parent's listener's to drain: a second listener in each child would take records
+        from it and lose them when the child exits.
+        """
+        return isinstance(self.queue, (RecordQueue, queue.Queue, queue.SimpleQueue))
 
 
 def listeners() -> list[QueueListener]:

@@ -48,7 +48,7 @@ Overflow = Literal["drop_newest", "drop_oldest", "block"]
 OVERFLOW_POLICIES: tuple[Overflow, ...] = ("drop_newest", "drop_oldest", "block")
 
 #: The estimated memory of one queued ordinary record (the record, what the handler
-#: captured with it, a short message): measured at about 600 bytes on CPython 3.11.
+#: captured with it, a short message): a little above what one measures (docs/design.md).
 RECORD_BYTES = 640
 #: A record whose text (message and ``str``/``bytes`` arguments) is longer than this many
 #: characters is counted by its size rather than as :data:`RECORD_BYTES`.

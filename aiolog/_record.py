@@ -37,26 +37,34 @@ import enum
 import fractions
 import logging
 import pathlib
+import pickle
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
+from copy import copy as shallow_copy
 from typing import Any
 
 __all__ = [
     "IMMUTABLE_TYPES",
+    "MUTABLE_CONTAINERS",
+    "RECORD_FIELDS",
     "RESERVED_ATTRS",
     "CapturedRecord",
+    "ContextName",
     "EventDict",
     "PreparedRecord",
     "QueuedRecord",
     "exc_tuple",
+    "expose_context",
     "extra_items",
     "freeze_event",
     "freeze_in_place",
     "freeze_message",
     "get_message",
+    "plain_context",
     "safe_repr",
     "safe_str",
+    "snapshot_extras",
     "task_coro_name",
     "unpack",
 ]
@@ -148,7 +156,7 @@ _LogRecord = logging.LogRecord
 _exc_info = sys.exc_info
 _getrefcount = sys.getrefcount
 #: How many attributes a record made by a logger has before any ``extra=`` field.
-_RECORD_FIELDS = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+RECORD_FIELDS = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 
 
 def task_coro_name(task: Any) -> str | None:
@@ -193,6 +201,19 @@ class CapturedRecord(logging.LogRecord):
     @aiolog_context.setter
     def aiolog_context(self, context: contextvars.Context | None) -> None:
         self._aiolog_context = context
+
+
+def expose_context(record: logging.LogRecord) -> None:
+    """Put a record's captured context in its ``__dict__`` too, for formatters that copy.
+
+    A formatter that copies records with ``logging.makeLogRecord(record.__dict__)`` (as
+    structlog's ``ProcessorFormatter`` does) would not carry over a slot; sinks call this
+    before handing a record to a formatter they did not make.
+    """
+    if isinstance(record, CapturedRecord):
+        d = record.__dict__
+        if "aiolog_context" not in d:
+            d["aiolog_context"] = record.aiolog_context
 
 
 class QueuedRecord(CapturedRecord):
@@ -244,8 +265,69 @@ def unpack(item: Any) -> Any:
     copy.aiolog_context = context
     # A logger's record has these attributes and its extra= fields (which may not replace
     # any of them): with no more, it has no extras.
-    copy.aiolog_extras = () if fields == _RECORD_FIELDS else None
+    copy.aiolog_extras = () if fields == RECORD_FIELDS else None
     return copy
+
+
+# -- records for queues that are not aiolog's own -------------------------------------
+
+
+class ContextName(str):
+    """A context variable's name, standing for the variable in :func:`plain_context`.
+
+    It is a ``str`` (it pickles as one) with the ``name`` attribute of a
+    :class:`contextvars.ContextVar`, so code reading ``var.name`` from a record's
+    ``aiolog_context`` reads a resolved snapshot as it reads a live one.
+    """
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        """The variable's name."""
+        return str(self)
+
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None), type(Ellipsis))
+
+
+def plain_context(context: contextvars.Context | None) -> dict[ContextName, Any] | None:
+    """A :mod:`contextvars` snapshot as plain, picklable data: name -> value.
+
+    For queues that may cross a process boundary (a ``multiprocessing.Queue``): a
+    :class:`contextvars.Context` cannot be pickled. Private variables (a name starting
+    with ``_``, such as aiolog's own) are left out; a value that cannot be pickled is
+    replaced by its ``repr()``.
+    """
+    if context is None:
+        return None
+    plain: dict[ContextName, Any] = {}
+    for var, value in context.items():
+        name = var.name
+        if name.startswith("_"):
+            continue
+        if value.__class__ not in _PLAIN_SCALARS:
+            try:
+                pickle.dumps(value)
+            except Exception:
+                value = safe_repr(value)
+        plain[ContextName(name)] = value
+    return plain
+
+
+#: ``extra=`` values that are copied at emit time: containers the caller may change after.
+MUTABLE_CONTAINERS: frozenset[type] = frozenset({dict, list, set, bytearray})
+
+
+def snapshot_extras(d: dict[str, Any]) -> None:
+    """Replace, in a record's ``__dict__``, mutable ``extra=`` containers by shallow copies.
+
+    A ``dict`` given in ``extra=`` and changed by the caller right after the call must
+    still be written as it was at the call.
+    """
+    for key, value in d.items():
+        if value.__class__ in MUTABLE_CONTAINERS and key not in RESERVED_ATTRS:
+            d[key] = shallow_copy(value)
 
 
 # -- freezing what could change: structlog's event dicts -------------------------------

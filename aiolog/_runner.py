@@ -137,7 +137,15 @@ class Mark:
 
 
 class SinkRunner:
-    """One sink's bounded buffer, its counters, and the task that writes it."""
+    """One sink's bounded buffer, its counters, and the task that writes it.
+
+    The listener's pump fills the buffer (:meth:`offer`, :meth:`put_barrier`); the task
+    (:meth:`run`) empties it into the sink. The buffer is what isolates sinks from each
+    other: a slow sink holds the pump back only through :meth:`room` while it makes
+    progress, and once it is *stalled* it sheds its own records (counted) instead.
+    Every record offered ends in exactly one counter: written, filtered, or dropped by
+    cause (stalled, filter error, write error, deadline).
+    """
 
     def __init__(self, handler: logging.Handler, listener: Owner) -> None:
         self.handler = handler
@@ -299,6 +307,7 @@ class SinkRunner:
             self.event.set()
 
     def put_barrier(self, barrier: Barrier) -> None:
+        """Queue a flush mark behind what is buffered; note a loss that came before it."""
         if self.dropped > barrier.snapshot.get(id(self), self.dropped):
             barrier.lost = True  # a record queued before the flush is already lost
         self.buffer.append(Mark(barrier, self.write_errors + self.deadline_drops))
@@ -314,7 +323,17 @@ class SinkRunner:
     # -- the runner task ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Write the buffer in batches, in order; pass flush marks; write due notices."""
+        """Write the buffer in batches, in order; pass flush marks; write due notices.
+
+        The sink's task, for the listener's lifetime. It sleeps on :attr:`event` until the
+        pump buffers something, then writes batches of up to :attr:`max_batch` records
+        until the buffer is empty, telling the pump after each batch is taken that there
+        is room again (it may be waiting for it). A flush mark ends the batch before it and
+        is passed only once what came before was written, so a flush returns exactly when
+        this sink has written everything logged before it. A notice of lost records is
+        written when one is due, before and between batches, so that the sink that lost
+        records says so in its own output. Returns once closing and the buffer is empty.
+        """
         event = self.event
         assert event is not None
         buffer, sizes = self.buffer, self.sizes
@@ -356,12 +375,22 @@ class SinkRunner:
             self.last_error = own.get("last_error") or self.last_error
 
     def _pass(self, mark: Mark) -> None:
+        """Arrive at the flush barrier, saying whether a record before it was lost."""
         barrier = mark.barrier
         if self.write_errors + self.deadline_drops > mark.write_losses:
             barrier.lost = True
         barrier.arrive()
 
     async def _write(self, batch: list[logging.LogRecord]) -> None:
+        """Write one batch and count its outcome; never raises, except on cancellation.
+
+        The sink's result says how many records it lost or filtered (see
+        :class:`~aiolog.sinks.WriteResult`); an exception loses the whole batch. A write
+        that wrote anything is progress: it resets the stall clock and, for a stalled
+        sink, schedules a notice at once and ends the stall once the sink has caught up.
+        Cancellation means the stop deadline passed mid-write: the batch is counted lost
+        to the deadline.
+        """
         n = len(batch)
         self.inflight = n
         try:

@@ -134,8 +134,6 @@ def listener(**options: Any) -> ListenerFactory:
     ``idle_after``, ``buffer_size``, ``buffer_bytes``, ``report_interval``, ``name``);
     they are checked here, so a typo fails the ``dictConfig`` call instead of the first
     record.
-
-    .. versionadded:: 0.1.0
     """
     known = {
         "max_batch",
@@ -429,11 +427,6 @@ class QueueHandler(BaseQueueHandler):
             if key not in QUEUE_OPTIONS:
                 raise TypeError(f"aiolog.QueueHandler got an unexpected key {key!r}")
             options.setdefault(key, value)
-        if not listener.handlers:
-            raise ValueError(
-                "the listener has no handlers and would drop every record: "
-                "name the handlers it writes to under 'handlers'"
-            )
         if listener.queue is self.queue and is_stdlib_default_queue(self.queue):
             bounded = make_record_queue(options)
             self.queue = listener.queue = bounded

@@ -33,8 +33,6 @@ Everything here also works with structlog's own stdlib integration
 (``structlog.stdlib.LoggerFactory`` and ``BoundLogger``): :func:`to_aiolog` returns what a
 :class:`logging.Logger` method takes, and aiolog's handler keeps an event dict intact
 (structlog #702). ``docs/structlog.md`` has the recipes and the numbers.
-
-.. versionadded:: 0.1.0
 """
 
 from __future__ import annotations
@@ -600,8 +598,6 @@ def configure_structlog(
         needed: level, logger, timestamp, task, coroutine and the contextvars bindings come
         from the record). Keep them cheap: they run on the event loop.
     :param cache_logger_on_first_use: as in :func:`structlog.configure`.
-
-    .. versionadded:: 0.1.0
     """
     structlog.configure(
         processors=[*processors, to_aiolog],

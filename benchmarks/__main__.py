@@ -1,11 +1,11 @@
 """``python -m benchmarks``: run the suite, record it, and optionally regenerate the docs.
 
-Every setup runs in a fresh child process (``python -m aiolog._bench SETUP TEST ...``),
+Every setup runs in a fresh child process (``python -m benchmarks.worker SETUP TEST ...``),
 interleaved over repetitions; the summary holds medians of the timings. The full suite runs
 on asyncio's default loop and on uvloop, then the scenarios (slow and dead sinks, a TCP
 peer that stops reading, drain throughput: aiolog against the stdlib queue pair) on each,
 then the comparisons the targets rest on again as back-to-back pairs (see
-``aiolog._bench.run_pairs``).
+``benchmarks.suite.run_pairs``).
 Results go to ``benchmarks/results/latest.json`` (``--quick``: ``quick.json``, not recorded
 in git).
 
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from aiolog import _bench
-from benchmarks import _docs
+from benchmarks import _docs, worker
+from benchmarks import suite as full
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -58,40 +59,38 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def _profile(config: _bench.SuiteConfig, setups: list[str]) -> int:
+def _profile(config: full.SuiteConfig, setups: list[str]) -> int:
     for setup in setups:
-        argv = [*_bench.child_argv(setup, "emit", config), "--profile"]
-        result = _bench.run_child(argv, config.timeout)
+        argv = [*full.child_argv(setup, "emit", config), "--profile"]
+        result = full.run_child(argv, config.timeout)
         print(f"==== {setup}: emit median {result['emit_median_ns']:,.0f} ns (under cProfile)")
         print(result["profile"])
     return 0
 
 
 def _run_all(
-    config: _bench.SuiteConfig, loops: list[str], scenarios: bool, progress: bool
+    config: full.SuiteConfig, loops: list[str], scenarios: bool, progress: bool
 ) -> dict[str, Any]:
     """The suite on each loop, then the scenarios, then the back-to-back pairs."""
     started = time.perf_counter()
     by_loop: dict[str, Any] = {}
     scen: dict[str, Any] = {}
     pairs: dict[str, Any] = {}
-    with _bench._status(progress) as show:
+    with _bench.status(progress) as show:
         for loop in loops:
-            per_loop = _bench.SuiteConfig(**{**asdict(config), "loop": loop})
-            by_loop[loop] = _bench.run_suite(
+            per_loop = full.SuiteConfig(**{**asdict(config), "loop": loop})
+            by_loop[loop] = full.run_suite(
                 per_loop, lambda text, loop=loop: show(f"{loop}: {text}")
             )
         if scenarios:
             for loop in loops:
-                per_loop = _bench.SuiteConfig(**{**asdict(config), "loop": loop})
-                scen[loop] = _bench.run_scenarios(
+                per_loop = full.SuiteConfig(**{**asdict(config), "loop": loop})
+                scen[loop] = full.run_scenarios(
                     per_loop, lambda text, loop=loop: show(f"{loop}: {text}")
                 )
         for loop in loops:
-            per_loop = _bench.SuiteConfig(**{**asdict(config), "loop": loop})
-            pairs[loop] = _bench.run_pairs(
-                per_loop, lambda text, loop=loop: show(f"{loop}: {text}")
-            )
+            per_loop = full.SuiteConfig(**{**asdict(config), "loop": loop})
+            pairs[loop] = full.run_pairs(per_loop, lambda text, loop=loop: show(f"{loop}: {text}"))
     first = by_loop[loops[0]]
     return {
         "config": first["config"],
@@ -115,11 +114,11 @@ def report(results: dict[str, Any]) -> str:
             parts.append(f"{name}: {note}")
         scen = results.get("scenarios", {}).get(loop)
         if scen and scen["setups"]:
-            parts += [_bench.format_scenarios(scen), ""]
+            parts += [full.format_scenarios(scen), ""]
     summaries = {loop: suite["summary"] for loop, suite in results["loops"].items()}
-    rows = _bench.targets(summaries, results.get("scenarios", {}), results.get("pairs"))
+    rows = full.targets(summaries, results.get("scenarios", {}), results.get("pairs"))
     if rows:
-        parts += [_bench._table(_bench.TARGET_HEADER, rows, markdown=False), ""]
+        parts += [_bench.table(full.TARGET_HEADER, rows, markdown=False), ""]
     parts.append("Machine: " + _bench.format_machine(results["machine"]))
     return "\n".join(parts)
 
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-scenarios", action="store_true", help="skip the slow/dead/stalled sink and drain runs"
     )
-    parser.add_argument("--setups", help="comma-separated subset of: " + ", ".join(_bench.SETUPS))
+    parser.add_argument("--setups", help="comma-separated subset of: " + ", ".join(worker.SETUPS))
     parser.add_argument("--output", type=Path, help="results JSON (default results/latest.json)")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/benchmarks.md")
     parser.add_argument(
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
 
-    config = _bench.SuiteConfig(**asdict(_bench.PRESETS["quick" if args.quick else "full"]))
+    config = full.SuiteConfig(**asdict(full.PRESETS["quick" if args.quick else "full"]))
     if args.reps is not None:
         config.reps = max(1, args.reps)
     loop_choice = args.loop or ("asyncio" if args.quick else "both")
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     config.loop = loops[0]
     if args.setups:
         chosen = [s.strip() for s in args.setups.split(",") if s.strip()]
-        unknown = [s for s in chosen if s not in _bench.SETUPS]
+        unknown = [s for s in chosen if s not in worker.SETUPS]
         if unknown:
             parser.error(f"unknown setup(s): {', '.join(unknown)}")
         config.setups = chosen

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from aiolog import _bench
+from benchmarks import suite as full
+from benchmarks import worker
 
 PLOT_NAME = "benchmarks-emit.png"
 LAG_PLOT_NAME = "benchmarks-lag.png"
@@ -14,7 +16,7 @@ SCENARIO_PLOT_NAME = "benchmarks-scenarios.png"
 _METHOD = """\
 ## What is measured
 
-Each setup runs in a fresh child process (`python -m aiolog._bench SETUP TEST`), the
+Each setup runs in a fresh child process (`python -m benchmarks.worker SETUP TEST`), the
 setups interleaved (their order rotates from one repetition to the next); the tables show
 the **median over the runs** ({reps} repetition(s)) of each figure, and the **totals** of
 the counts. Records go through the logger `bench`, which propagates to the root logger,
@@ -157,7 +159,7 @@ def _scenario_plot(results: dict[str, Any], path: Path) -> bool:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), dpi=110)
     labels, rss, stop, colors, blocked = [], [], [], [], []
     for loop, scen in scenarios.items():
-        for sink in _bench.STALL_SINKS:
+        for sink in worker.STALL_SINKS:
             for setup in scen["setups"]:
                 entry = scen["summary"].get(f"{setup}/dead/{sink}")
                 if not entry:
@@ -186,7 +188,7 @@ def _scenario_plot(results: dict[str, Any], path: Path) -> bool:
     right.bar_label(bars, labels=stop_labels, fontsize=8)
     right.set_ylabel("stop() duration, s (stdlib: given up on)")
     right.set_title(
-        f"stop with a stalled sink (aiolog: timeout={_bench.STOP_TIMEOUT_S:g})", fontsize=9
+        f"stop with a stalled sink (aiolog: timeout={worker.STOP_TIMEOUT_S:g})", fontsize=9
     )
     for ax in (left, right):
         ax.tick_params(axis="x", labelsize=7)
@@ -224,7 +226,7 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
     if preset != "full":
         lines += [f"> These are `{preset}` figures (a smoke run), not the recorded suite.", ""]
     summaries = {loop: suite["summary"] for loop, suite in results["loops"].items()}
-    rows = _bench.targets(summaries, results.get("scenarios", {}), results.get("pairs"))
+    rows = full.targets(summaries, results.get("scenarios", {}), results.get("pairs"))
     if rows:
         lines += [
             "## Targets (issue 6)",
@@ -234,7 +236,7 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
             "a busy neighbour on this shared machine slows whole stretches of seconds, and",
             "runs of the main tables that are compared sit seconds apart.",
             "",
-            _bench._table(_bench.TARGET_HEADER, rows, markdown=True),
+            _bench.table(full.TARGET_HEADER, rows, markdown=True),
             "",
             "*Drain throughput* (logging 100 000 records as fast as possible and draining",
             "them) is bound by the CPU both threads spend per record, since both run Python",
@@ -268,25 +270,25 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
             "## Scenarios: slow and dead sinks, a stalled TCP peer, drain throughput",
             "",
             "aiolog against the stdlib queue pair only. *slow*: the JSON lines file handler",
-            f"sleeps {_bench.SLOW_WRITE_S * 1e3:g} ms before each write; *dead*: its `emit` never",
+            f"sleeps {worker.SLOW_WRITE_S * 1e3:g} ms before each write; *dead*: its `emit` never",
             "returns. Both run behind the queue (for aiolog, the handler object is given to",
             "`aiolog.configure([...])`, which runs it on a worker thread); *fast* is each",
             "setup's usual JSON file. *stalled-peer*: JSON lines over TCP to a server on",
             "127.0.0.1 that accepts the connection and never reads from it (receive buffer",
-            f"{_bench.PEER_RCVBUF:,} bytes); aiolog uses its own `tcp://` sink with its default",
+            f"{worker.PEER_RCVBUF:,} bytes); aiolog uses its own `tcp://` sink with its default",
             "options, the stdlib a small handler that writes each line to a blocking socket",
             "(the stdlib has no JSON lines TCP handler), which blocks its listener thread once",
             "the kernel buffers are full. Before each run with the stalled peer, the child",
-            f"logs records at {_bench.FILL_RATE:,}/s until the sink is stuck, so the run",
+            f"logs records at {worker.FILL_RATE:,}/s until the sink is stuck, so the run",
             "measures a stalled peer rather than the first megabytes a socket takes; those",
             "records are not in *emitted*, but aiolog's *lost* counts them (nothing reaches",
             "the peer, so *delivered* does not apply).",
             "",
             "After the run the listener is stopped as an application",
-            f"does at exit: `pipeline.stop({_bench.STOP_TIMEOUT_S:g})` for aiolog, "
+            f"does at exit: `pipeline.stop({worker.STOP_TIMEOUT_S:g})` for aiolog, "
             "`QueueListener.stop()` for the",
             "stdlib, which has no timeout: it is called in a thread that is given up on after",
-            f"{config.get('stop_cap', _bench.STOP_CAP_S):g} s (*blocked*), the time an "
+            f"{config.get('stop_cap', worker.STOP_CAP_S):g} s (*blocked*), the time an "
             "application's loop would be frozen",
             "at least. *lost* counts what aiolog reports dropped (its bounded queue and sink",
             "buffer overflow, and what the stop timeout abandons); *peak RSS* is",
@@ -304,7 +306,7 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
         for loop, scen in scenarios.items():
             if not scen["setups"]:
                 continue
-            lines += [f"### {loop} loop", "", _bench.format_scenarios(scen, markdown=True), ""]
+            lines += [f"### {loop} loop", "", full.format_scenarios(scen, markdown=True), ""]
         if "scenarios" in plots:
             lines += [f"![Stalled sinks: memory and stop time]({plots['scenarios']})", ""]
     lines += ["## Setups", "", "| setup | what it is | why it is here |", "|---|---|---|"]
@@ -312,7 +314,7 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
     for suite in results["loops"].values():
         setups.update(suite["setups"])
         for name in suite.get("skipped", {}):
-            setups.setdefault(name, _bench.SETUPS.get(name, ""))
+            setups.setdefault(name, worker.SETUPS.get(name, ""))
     for name, description in setups.items():
         lines.append(f"| `{name}` | {description} | {_SETUP_NOTES.get(name, '')} |")
     first = results["loops"][loops[0]]

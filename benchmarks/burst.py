@@ -119,7 +119,7 @@ DOCS_END = "<!-- burst:end -->"
 
 
 class JSONFormatter(logging.Formatter):
-    """The JSON line of ``aiolog._bench._JSONFormatter``: the fields aiolog's sink writes.
+    """The JSON line of ``aiolog._bench_worker.JSONFormatter``: the fields aiolog's sink writes.
 
     A copy, not an import, so that the stdlib children do not import :mod:`aiolog`;
     ``tests/test_burst_bench.py`` checks that the two write the same line.

@@ -14,7 +14,7 @@ from tests.helpers import LOOP_FACTORIES, LoopFactory
 
 @pytest.fixture(autouse=True)
 def _restore_logging_state() -> Iterator[None]:
-    """Shut aiolog down and put the root and ``asyncio`` loggers back as they were."""
+    """Shut aiolog down; put the root and ``asyncio`` loggers and the record factory back."""
     root = logging.getLogger()
     aio = logging.getLogger("asyncio")
     root_handlers = root.handlers[:]
@@ -23,6 +23,7 @@ def _restore_logging_state() -> Iterator[None]:
     disable = logging.Logger.manager.disable
     raise_exceptions = logging.raiseExceptions
     aio_state = (aio.level, aio.handlers[:], aio.propagate)
+    factory = logging.getLogRecordFactory()  # dictConfig'd handlers install FastLogRecord
     try:
         yield
     finally:
@@ -41,6 +42,7 @@ def _restore_logging_state() -> Iterator[None]:
             aio.setLevel(aio_state[0])
             aio.handlers[:] = aio_state[1]
             aio.propagate = aio_state[2]
+            logging.setLogRecordFactory(factory)
 
 
 @pytest.fixture(params=LOOP_FACTORIES)

@@ -111,3 +111,64 @@ def test_no_sink_imports_the_listener_or_the_handler() -> None:
         if dep in ("aiolog._listener", "aiolog._runner", "aiolog._handler", "aiolog.dictconfig")
     }
     assert set() == offending
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The top-level packages ``path`` imports, anywhere in the file (relative ones left out)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
+#: The benchmark's peers: only the repository's suite (``benchmarks/``) may import them.
+BENCHMARK_PEERS = {"loguru", "aiologger", "picologging", "matplotlib", "benchmarks"}
+
+
+def test_the_wheel_imports_neither_the_benchmarks_nor_their_peers() -> None:
+    """``benchmarks/`` builds on ``aiolog._bench``, never the reverse; no peer is imported."""
+    offending = {
+        (module_name(path), dep)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for dep in top_level_imports(path) & BENCHMARK_PEERS
+    }
+    assert set() == offending
+
+
+@pytest.mark.parametrize("module", ["_bench.py", "_bench_worker.py"])
+def test_the_shipped_bench_has_only_the_core_setups(module: str) -> None:
+    """``python -m aiolog bench`` compares the stdlib and aiolog, no third-party peer."""
+    assert "structlog" not in top_level_imports(PACKAGE / module)
+
+
+#: The formatting modules, each allowed to import only those listed before it:
+#: value encoding, the record's fields, the JSON and the text formatters, the public module.
+FORMATTING = (
+    "aiolog._encode",
+    "aiolog._fields",
+    "aiolog._json",
+    "aiolog._text",
+    "aiolog.formatting",
+)
+
+
+@pytest.mark.parametrize("index", range(len(FORMATTING)))
+def test_the_formatting_modules_are_layered(index: int) -> None:
+    """Encoding knows no record, the fields know no formatter, JSON and text not each other."""
+    module = FORMATTING[index]
+    forbidden = set(FORMATTING[index + 1 :])
+    if module == "aiolog._text":
+        forbidden.add("aiolog._json")  # siblings: neither imports the other
+    assert set() == graph()[module] & forbidden
+
+
+def test_the_public_formatting_names_stay_importable_from_aiolog_formatting() -> None:
+    """``aiolog.formatting.X`` keeps working for every name it exports (dictConfig uses it)."""
+    import aiolog.formatting
+
+    for name in aiolog.formatting.__all__:
+        assert getattr(aiolog.formatting, name) is not None
+    assert "aiolog.formatting" == aiolog.formatting.formatter_for.__module__

@@ -568,3 +568,59 @@ def test_formatters_carry_the_fields(loop_factory: LoopFactory) -> None:
     text = TextFormatter().format(lost)
     assert "[task=doomed coro=fail" in text
     assert "KeyError: 'lost'" in text
+
+
+def test_text_shows_a_pitfall_message_on_one_line_and_its_details_below(
+    loop_factory: LoopFactory,
+) -> None:
+    """Text: message and kind on line one, future and frames indented below, then the traceback."""
+    sink = CaptureSink()
+    aiolog.configure([sink], asyncio_debug=True)
+
+    async def main() -> None:
+        task = asyncio.create_task(fail(), name="doomed")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        del task
+        gc.collect()
+
+    run(main, loop_factory)
+    (lost,) = flushed(sink, "never_retrieved")
+    lines = TextFormatter().format(lost).splitlines()
+
+    assert lines[0].endswith(
+        "asyncio: Task exception was never retrieved [task=doomed coro=fail] "
+        "diagnostic=never_retrieved"
+    ), lines[0]
+    assert lines[1].startswith("    future: <Task finished name='doomed'"), lines[1]
+    frames_at = lines.index("    source_traceback (most recent call last):")
+    frames = lines[frames_at + 1 : lines.index("Traceback (most recent call last):")]
+    assert len(lost.source_traceback) == len(frames)
+    assert all(line.startswith("      ") and " in " in line for line in frames), frames
+    assert "KeyError: 'lost'" == lines[-1]
+
+
+def test_text_pitfall_details_cannot_pass_for_records_of_their_own() -> None:
+    """A detail with newlines stays indented; controls are escaped; plain records unchanged."""
+    record = logging.makeLogRecord(
+        {
+            "name": "asyncio",
+            "levelno": logging.ERROR,
+            "levelname": "ERROR",
+            "msg": "Unhandled error",
+            "diagnostic": "loop_exception",
+            "protocol": "first\n2026-01-01 00:00:00.000 CRITICAL forged\x1b[2J",
+            "duration": 0.25,
+        }
+    )
+    formatter = TextFormatter(contextvars=False)
+    lines = formatter.format(record).splitlines()
+    assert lines[0].endswith("asyncio: Unhandled error diagnostic=loop_exception")
+    assert [
+        "    protocol: first",
+        "      2026-01-01 00:00:00.000 CRITICAL forged\\x1b[2J",
+        "    duration: 0.25",
+    ] == lines[1:]
+
+    plain = logging.makeLogRecord({"msg": "hi", "levelno": logging.INFO, "protocol": "x y"})
+    assert formatter.format(plain).endswith("hi protocol='x y'")

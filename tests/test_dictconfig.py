@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-import aiolog
 from aiolog import QueueHandler, QueueListener, RecordQueue
 from aiolog import dictconfig as dictconfig_module
 from aiolog.testing import CaptureSink
@@ -205,18 +204,21 @@ def test_parenthesis_form_works_everywhere() -> None:
 
 
 def test_level_formatter_and_respect_handler_level_apply() -> None:
-    """level and formatter go to the queue handler, respect_handler_level to its listener."""
+    """level and formatter go to the queue handler, respect_handler_level to its listener.
+
+    As with the stdlib's QueueHandler, the handler's formatter makes the queued message.
+    """
     quiet = CaptureSink("quiet", level=logging.ERROR)
-    cfg = config(("quiet", quiet), respect_handler_level=True, formatter="json")
-    cfg["formatters"] = {"json": {"()": "aiolog.JSONFormatter"}}
+    cfg = config(("quiet", quiet), respect_handler_level=True, formatter="plain")
+    cfg["formatters"] = {"plain": {"format": "%(levelname)s: %(message)s"}}
     logging.config.dictConfig(cfg)
     handler = queue_handler()
-    assert isinstance(handler.formatter, aiolog.JSONFormatter)
+    assert "%(levelname)s: %(message)s" == handler.formatter._fmt
     assert listener_of(handler).respect_handler_level
     logging.getLogger("app").info("below the sink's level")
     logging.getLogger("app").error("at it")
     assert listener_of(handler).flush(5)
-    assert ["at it"] == quiet.messages
+    assert ["ERROR: at it"] == quiet.messages
 
 
 @pytest.mark.parametrize(

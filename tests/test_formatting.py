@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from aiolog import formatting
+from aiolog import _encode, formatting
 from aiolog.formatting import (
     JSONFormatter,
     LogfmtFormatter,
@@ -109,7 +109,7 @@ def logger() -> Iterator[logging.Logger]:
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with orjson, then with the stdlib json fallback."""
     if request.param == "stdlib":
-        monkeypatch.setattr(formatting, "_orjson", None)
+        monkeypatch.setattr(_encode, "_orjson", None)
     else:
         pytest.importorskip("orjson")
     name: str = request.param
@@ -568,7 +568,7 @@ def test_json_backends_write_identical_lines(monkeypatch: pytest.MonkeyPatch) ->
     )
     formatter = JSONFormatter(static_fields={"service": "api"})
     with_orjson = formatter.format(record)
-    monkeypatch.setattr(formatting, "_orjson", None)
+    monkeypatch.setattr(_encode, "_orjson", None)
     assert with_orjson == formatter.format(record)
 
 
@@ -1086,7 +1086,7 @@ def _assorted(log: logging.Logger) -> None:
     log.info("outside any loop")
 
 
-@pytest.mark.skipif(formatting._orjson is None, reason="the cached path needs orjson")
+@pytest.mark.skipif(_encode._orjson is None, reason="the cached path needs orjson")
 @pytest.mark.parametrize(
     "options",
     [{}, {"static_fields": {"service": "api"}}, {"contextvars": False}, {"contextvars": ["x"]}],
@@ -1098,7 +1098,7 @@ def test_format_line_is_the_dict_encoded_byte_for_byte(options: dict[str, Any]) 
     records = _listener_records(_assorted)
     cached = {r.getMessage()[:20] for r in records if formatter._lines.line(r) is not None}  # type: ignore[union-attr]
     for record in records:
-        assert formatting._encode_line(formatter.to_dict(record)) == formatter.format_line(record)
+        assert _encode._encode_line(formatter.to_dict(record)) == formatter.format_line(record)
     assert {"plain x 1", "extras", "nested extras", "with context", "outside any loop"} <= cached
     assert not {"traceback", "stack", "from a callback"} & cached
 

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from aiolog._executor import DaemonExecutor
+from aiolog._record import expose_context
 
 __all__ = ["Sink", "WriteResult", "describe"]
 
@@ -149,6 +150,17 @@ class Sink(logging.Handler):
                 yield encode(record)
             except Exception as exc:
                 self.note_error(exc)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format with the sink's formatter, which sees the captured context either way.
+
+        A formatter that copies the record from its ``__dict__`` (structlog's
+        ``ProcessorFormatter``) finds ``aiolog_context`` there (see
+        :func:`aiolog._record.expose_context`).
+        """
+        if self.formatter is not None:
+            expose_context(record)
+        return super().format(record)
 
     def note_error(self, error: BaseException | str) -> None:
         """Count a failure of the sink's own and remember it as :attr:`last_error`."""

@@ -39,6 +39,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from aiolog._record import expose_context
 from aiolog._urls import query_options, redact_url
 from aiolog.sinks._base import Sink
 
@@ -372,6 +373,8 @@ class NetworkSink(Sink):
             formatter = self._default_formatter
             if formatter is None:
                 formatter = self._default_formatter = self.default_formatter()
+        else:
+            expose_context(record)
         return formatter.format(record)
 
     def default_formatter(self) -> logging.Formatter:

@@ -283,12 +283,10 @@ class FileSink(Sink):
 
     Every bad option raises :class:`ValueError` naming the option and the value, here at
     configure time, not at the first write: so does a path that cannot be written.
-
-    .. versionadded:: 0.1.0
     """
 
     #: A batch costs one hand-over to the worker thread, whatever its size: when records
-    #: wait, take many at once (the lines of 8 192 ordinary records are about 2 MB).
+    #: wait, take many at once.
     batch_records = 8192
 
     def __init__(
@@ -574,8 +572,8 @@ class FileSink(Sink):
 
         Lines are appended to a ``bytearray`` as they come rather than kept until a join:
         orjson's output is then freed at once, which is much cheaper for the allocator
-        than keeping thousands of its over-allocated buffers alive (2.6 against 0.3 µs
-        per line on the benchmark machine).
+        than keeping thousands of its over-allocated buffers alive (docs/design.md has
+        the figures).
         """
         chunks: list[bytearray] = []
         ends: list[list[int]] = []

@@ -333,8 +333,6 @@ class HttpSink(HttpPoster):
     :param options: ``level``, ``connect_timeout``, ``write_timeout``, ``backoff_initial``,
         ``backoff_max``; for https ``ca``, ``cert``, ``key``, ``verify``,
         ``server_hostname``.
-
-    .. versionadded:: 0.1.0
     """
 
     kind = "HttpSink"

@@ -53,7 +53,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from aiolog._record import extra_items, get_message, safe_repr
+from aiolog._record import expose_context, extra_items, get_message, safe_repr
 from aiolog._urls import redact_url
 from aiolog.sinks._net import context_items, parse_endpoint, url_options
 from aiolog.sinks.http import HTTP_OPTIONS, HttpPoster
@@ -148,12 +148,13 @@ def _span_context(record: logging.LogRecord) -> tuple[bytes, bytes, int] | None:
     if context is None:
         return None
     for var, value in context.items():
-        if getattr(var, "name", None) == "current_context" and value:
+        # (a snapshot resolved to plain data for another process holds a repr() there)
+        if getattr(var, "name", None) == "current_context" and isinstance(value, Mapping) and value:
             try:
                 from opentelemetry import trace
             except ImportError:
                 return None
-            span = trace.get_current_span(value).get_span_context()
+            span = trace.get_current_span(value).get_span_context()  # type: ignore[arg-type]
             if not span.is_valid:
                 return None
             return (
@@ -324,8 +325,6 @@ class OtlpSink(HttpPoster):
     :param format: accepted for :func:`aiolog.configure`'s ``format=`` and ignored.
     :param options: ``token``, ``retry_timeout``, ``batch_bytes``, ``level``, timeouts,
         backoff and TLS options, as for :class:`aiolog.sinks.http.HttpSink`.
-
-    .. versionadded:: 0.1.0
     """
 
     kind = "OtlpSink"
@@ -399,6 +398,7 @@ class OtlpSink(HttpPoster):
 
     def _body(self, record: logging.LogRecord) -> str:
         if self.formatter is not None:
+            expose_context(record)
             return self.formatter.format(record)
         message = record.__dict__.get("message")
         return message if message.__class__ is str else get_message(record)

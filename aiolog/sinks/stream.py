@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from aiolog._record import expose_context
 from aiolog._urls import query_options
 from aiolog.sinks._base import Sink
 
@@ -104,6 +105,8 @@ class StreamSink(Sink):
 
     def format(self, record: logging.LogRecord) -> str:
         """Format with the handler's formatter if one was set, else the automatic one."""
+        if self.formatter is not None:
+            expose_context(record)
         formatter = self.formatter or self._auto_formatter
         if formatter is None:
             self.open()

@@ -227,8 +227,6 @@ class SyslogSink(ConnectionSink):
     :param options: ``level``, ``connect_timeout``, ``write_timeout``, ``backoff_initial``,
         ``backoff_max``, and for TLS ``ca``, ``cert``, ``key``, ``verify``,
         ``server_hostname``.
-
-    .. versionadded:: 0.1.0
     """
 
     kind = "SyslogSink"

@@ -48,8 +48,6 @@ class TcpSink(ConnectionSink):
         :meth:`setFormatter` wins.
     :param options: ``level``, ``connect_timeout``, ``write_timeout`` (seconds a chunk may
         wait for a peer that does not read), ``backoff_initial``, ``backoff_max``.
-
-    .. versionadded:: 0.1.0
     """
 
     kind = "TcpSink"
