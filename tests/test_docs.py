@@ -148,16 +148,21 @@ def run_block(block: Block, tmp_path: Path) -> tuple[str, Path]:
     script.write_text(f"{setup}\n{body}\n{then}\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIOLOG_", "PYTHON"))}
     env.update(PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="100")
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=45,  # below pytest's timeout: a hang names its block and shows its output
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raw = exc.stdout or b""
+        output = raw if isinstance(raw, str) else raw.decode(errors="replace")
+        pytest.fail(f"{block.id} did not end within 45 s:\n{output}")
     assert 0 == proc.returncode, f"{block.id} failed:\n{proc.stdout}"
     return proc.stdout, result
 
