@@ -62,6 +62,7 @@ class Pipeline:
         adopted: Sequence[logging.Handler] = (),
         captured_warnings: bool = False,
         exit_timeout: float = 5.0,
+        root_level: int | None = None,
     ) -> None:
         self.handler = handler
         self.listener = listener
@@ -69,6 +70,9 @@ class Pipeline:
         self.adopted = list(adopted)
         self._captured_warnings = captured_warnings
         self.exit_timeout = exit_timeout
+        # The root logger's level before configure() set it (None: leave it on stop).
+        self._root_level = root_level
+        self._set_level: int | None = None
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -124,6 +128,9 @@ class Pipeline:
     def stop(self, timeout: float = 5.0) -> bool:
         """Take the handler off the root logger, drain, close owned sinks. Idempotent.
 
+        The root logger gets back the handlers it had before :func:`configure`, and its
+        level unless something set another since.
+
         Returns True when every queued record was written within ``timeout``.
         """
         global _active
@@ -134,6 +141,10 @@ class Pipeline:
             if _active is self:
                 _active = None
                 _detach(self, restore=True)
+                root = logging.getLogger()
+                # Only what configure() changed: a level set since then is the app's own.
+                if self._root_level is not None and root.level == self._set_level:
+                    root.setLevel(self._root_level)
                 asyncio_diag.uninstall()
                 _factory.uninstall()
         ok = self.listener.stop(timeout)
@@ -143,6 +154,11 @@ class Pipeline:
         if self._captured_warnings and _active is None:
             logging.captureWarnings(False)
         return ok
+
+
+def _stays_on_root(handler: logging.Handler) -> bool:
+    """Whether configure() leaves ``handler`` on the root logger instead of adopting it."""
+    return getattr(handler, "aiolog_stays_on_root", False) is True
 
 
 def _detach(pipeline: Pipeline, *, restore: bool) -> None:
@@ -308,7 +324,11 @@ def configure(
             if old is not None:
                 adopted.extend(old.adopted)
             for existing in root.handlers:
-                if existing not in adopted and not isinstance(existing, BaseQueueHandler):
+                if (
+                    existing not in adopted
+                    and not isinstance(existing, BaseQueueHandler)
+                    and not _stays_on_root(existing)
+                ):
                     adopted.append(existing)
         all_sinks = [*owned, *given, *(h for h in adopted if h not in given)]
         listener = QueueListener(
@@ -333,15 +353,19 @@ def configure(
             adopted=adopted,
             captured_warnings=capture_warnings,
             exit_timeout=exit_timeout,
+            # A reconfigure keeps the level from before the first configure() to restore.
+            root_level=root.level if old is None else old._root_level,
         )
         with logging._lock:  # type: ignore[attr-defined]
-            keep: list[logging.Handler] = []
+            # Observers that must see records on the logging thread stay (aiolog.testing's).
+            keep: list[logging.Handler] = [h for h in root.handlers if _stays_on_root(h)]
             if not adopt_handlers:
                 keep = [h for h in root.handlers if not isinstance(h, BaseQueueHandler)]
                 if old is not None:
                     keep = [*old.adopted, *(h for h in keep if h not in old.adopted)]
             root.handlers = [*keep, handler]  # one assignment: each record sees old or new
             root.setLevel(level_no)
+        pipeline._set_level = level_no
         _active = pipeline
         asyncio_diag._install(diag)
         if record_factory:
@@ -397,7 +421,12 @@ def get_pipeline() -> Pipeline | None:
 
 
 def shutdown(timeout: float = 5.0) -> bool:
-    """Stop the active pipeline (drain, detach, close owned sinks). True if all was written."""
+    """Stop the active pipeline: drain, detach, close owned sinks, restore the root logger.
+
+    The root logger gets back the handlers it had before :func:`configure` and its level
+    (unless something set another since), and ``warnings`` are no longer captured.
+    Return True if every record was written.
+    """
     pipeline = _active
     if pipeline is None:
         return True

@@ -621,3 +621,49 @@ def test_a_sink_built_and_never_opened_closes_safely(tmp_path: Path, url: str) -
     sink.close()
     sink.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def _examples_shown_in_the_docs() -> list[str]:
+    """The example errors of docs/index.md's "Values and errors" (the second text block)."""
+    text = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```text\n(.*?)```", text, re.S)
+    return [line for line in blocks[1].splitlines() if line]
+
+
+def test_the_example_errors_in_the_docs_are_the_code_s(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each example error docs/index.md shows is what that mistake gets (up to a "...")."""
+    from aiolog import RecordQueue, dictconfig
+
+    monkeypatch.chdir(tmp_path)
+
+    def env(name: str, value: str) -> Any:
+        def call() -> None:
+            monkeypatch.setenv(name, value)
+            try:
+                aiolog.configure()
+            finally:
+                monkeypatch.delenv(name)
+
+        return call
+
+    mistakes = [
+        lambda: aiolog.configure(queue_size=0),
+        lambda: aiolog.configure(level=-5),
+        lambda: aiolog.sink("file:logs/app.log?rotate=lots"),
+        lambda: aiolog.sink("stderr?colour=on"),
+        env("AIOLOG_LEVEL", "LOUD"),
+        env("AIOLOG_SINKS", "kafka://broker:9092"),
+        lambda: logging.config.dictConfig(queue_dict(maxsize=0)),
+        lambda: dictconfig.listener(max_batch=0),
+        lambda: RecordQueue(overflow="sometimes"),  # type: ignore[arg-type]
+    ]
+    shown = _examples_shown_in_the_docs()
+    assert len(mistakes) == len(shown)
+    for mistake, line in zip(mistakes, shown, strict=True):
+        with pytest.raises(ValueError) as info:
+            mistake()
+        message = str(option_error(info.value))
+        head, dots, _ = line.partition("...")
+        assert message.startswith(head) if dots else message == line, (message, line)

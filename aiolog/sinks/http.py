@@ -10,7 +10,7 @@ Each ``write`` sends the batch as one or more POST requests of at most ``batch_b
 (default 1 MiB), ``Content-Type: application/x-ndjson``, one record per line
 (:class:`aiolog.formatting.JSONFormatter` unless another formatter is set).
 
-Requires the ``http`` extra (``pip install 'aiolog-queue[http]'``, which installs
+Requires the ``http`` extra (``pip install '.[http]'`` in a checkout, which installs
 `httpx <https://www.python-httpx.org/>`_); a URL that needs it fails at configure time
 with a :class:`ValueError` saying so.
 
@@ -68,7 +68,8 @@ def require_httpx(kind: str, url: str, extra: str = "http") -> None:
         import httpx  # noqa: F401
     except ImportError:
         raise ValueError(
-            f"{kind}: {redact_url(url)!r} needs httpx: pip install 'aiolog-queue[{extra}]'"
+            f"{kind}: {redact_url(url)!r} needs httpx: pip install httpx "
+            f"(or install aiolog-queue with its {extra!r} extra)"
         ) from None
 
 

@@ -33,9 +33,9 @@ then ``headers=`` (same ``k=v,k2=v2`` form, percent-encoded) and ``header.NAME=`
 
 JSON is written by hand, following the OTLP/JSON rules (64-bit integers as strings, trace
 and span ids as hex); protobuf (``encoding=protobuf``) uses the official classes of
-``opentelemetry-proto`` (``pip install 'aiolog-queue[otlp]'``). The retry policy is that
-of :class:`aiolog.sinks.http.HttpPoster` (429/502/503/504 retried, honouring
-``Retry-After``; other statuses dropped); records an answer's ``partialSuccess`` says were
+``opentelemetry-proto`` (the ``otlp`` extra: ``pip install '.[otlp]'`` in a checkout).
+The retry policy is that of :class:`aiolog.sinks.http.HttpPoster` (429/502/503/504 retried,
+honouring ``Retry-After``; other statuses dropped); records an answer's ``partialSuccess`` says were
 rejected are counted as dropped. The configure-wide ``format=`` does not apply: OTLP
 carries the fields themselves.
 """
@@ -293,7 +293,7 @@ def _require_proto(kind: str, url: str) -> None:
     except ImportError:
         raise ValueError(
             f"{kind}: encoding=protobuf in {redact_url(url)!r} needs opentelemetry-proto: "
-            "pip install 'aiolog-queue[otlp]'"
+            "pip install opentelemetry-proto (or install aiolog-queue with its 'otlp' extra)"
         ) from None
 
 
