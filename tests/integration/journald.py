@@ -201,7 +201,8 @@ class DatagramPeer:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.frombytes(payload[: len(payload) - len(payload) % fd_size])
             for fd in fds:
-                with os.fdopen(fd, "rb") as memfd:
+                with os.fdopen(fd, "rb") as memfd:  # the sender's offset is at its end
+                    memfd.seek(0)
                     data = memfd.read()
             with self._arrived:
                 if fds:
