@@ -135,6 +135,17 @@ class Journald:
         path = self.directory / "stderr.txt"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def freeze(self) -> None:
+        """SIGSTOP journald: it reads nothing more, datagrams wait in its socket."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """SIGKILL journald (frozen or not) and reap it: what its socket held is dropped."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
     def stop(self) -> None:
         """SIGTERM journald (by the pid started) and reap it; SIGKILL after 10 s."""
         process = self.process
