@@ -386,6 +386,8 @@ class JournaldSink(NetworkSink):
         try:
             await self._sendmsg(sock, [data], [])
             return True
+        except asyncio.TimeoutError:  # an OSError on 3.11+: not a send error
+            raise
         except OSError as exc:
             if exc.errno in _GONE:
                 raise _Gone(f"{type(exc).__name__}: journald at {self.path} went away") from None
@@ -401,6 +403,8 @@ class JournaldSink(NetworkSink):
         try:
             fds = array.array("i", [fd]).tobytes()
             await self._sendmsg(sock, [], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        except asyncio.TimeoutError:
+            raise
         except OSError as exc:
             if exc.errno in _GONE:
                 raise _Gone(f"{type(exc).__name__}: journald at {self.path} went away") from None

@@ -297,3 +297,24 @@ def test_a_journald_gone_between_batches_loses_nothing(tmp_path: Path) -> None:
     assert 2 == sink.connects
     assert sink.last_error is not None
     assert "went away" in sink.last_error
+
+
+def test_a_journald_whose_socket_stays_full_costs_one_timeout_per_batch(tmp_path: Path) -> None:
+    """No room for write_timeout: the rest of the batch is dropped at once, one error."""
+    with datagram_peer(tmp_path / "socket", read=False) as peer:
+        sink = JournaldSink(peer.path, write_timeout=0.3)
+        # 100 KB each: two fill the socket's send buffer, whatever the queue length.
+        records = [record(f"{i}" * 100_000) for i in range(5)]
+
+        async def main() -> Any:
+            sink.open()
+            try:
+                return await sink.write(records)
+            finally:
+                await sink.aclose()
+                sink.release()
+
+        assert len(records) == run(main)
+    assert sink.last_error is not None
+    assert "took no datagram for 0.3s; dropped the rest of the batch" in sink.last_error
+    assert 1 == sink.errors
