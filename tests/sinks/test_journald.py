@@ -24,7 +24,7 @@ from aiolog.sinks.journald import (
     encode_field,
     field_name,
 )
-from tests.helpers import SignalsErrors, run
+from tests.helpers import LoopFactory, SignalsErrors, run
 from tests.integration.journald import DatagramPeer, datagram_peer, decode_entry
 
 pytestmark = pytest.mark.timeout(30)
@@ -220,7 +220,9 @@ def test_a_large_entry_goes_through_a_sealed_memfd(peer: DatagramPeer) -> None:
     assert (1, 1) == (peer.memfds, sink.memfds)
 
 
-def test_sending_never_blocks_the_loop(peer: DatagramPeer, blockbuster: Any) -> None:
+def test_sending_never_blocks_the_loop(
+    peer: DatagramPeer, blockbuster: Any, loop_factory: LoopFactory
+) -> None:
     """Datagrams, the memfd of a large entry and the delivery check pass blockbuster."""
     sink = JournaldSink(peer.path)
     records = [record(f"n={i}") for i in range(CONFIRM_EVERY * 3)] + [record("x" * 300_000)]
@@ -233,7 +235,7 @@ def test_sending_never_blocks_the_loop(peer: DatagramPeer, blockbuster: Any) -> 
             await sink.aclose()
             sink.release()
 
-    assert 0 == run(main)
+    assert 0 == run(main, loop_factory)
     assert peer.wait_for(lambda p: len(p.entries) == len(records))
 
 
@@ -299,7 +301,9 @@ def test_a_journald_gone_between_batches_loses_nothing(tmp_path: Path) -> None:
     assert "went away" in sink.last_error
 
 
-def test_a_journald_whose_socket_stays_full_costs_one_timeout_per_batch(tmp_path: Path) -> None:
+def test_a_journald_whose_socket_stays_full_costs_one_timeout_per_batch(
+    tmp_path: Path, loop_factory: LoopFactory
+) -> None:
     """No room for write_timeout: the rest of the batch is dropped at once, one error."""
     with datagram_peer(tmp_path / "socket", read=False) as peer:
         sink = JournaldSink(peer.path, write_timeout=0.3)
@@ -314,7 +318,7 @@ def test_a_journald_whose_socket_stays_full_costs_one_timeout_per_batch(tmp_path
                 await sink.aclose()
                 sink.release()
 
-        assert len(records) == run(main)
+        assert len(records) == run(main, loop_factory)
     assert sink.last_error is not None
     assert "took no datagram for 0.3s; dropped the rest of the batch" in sink.last_error
     assert 1 == sink.errors
