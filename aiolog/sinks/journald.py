@@ -240,7 +240,6 @@ class JournaldSink(NetworkSink):
         #: Entries too large for a datagram, sent through a memfd.
         self.memfds = 0
         self._sock: socket.socket | None = None
-        self._own_field_names = {name: name.encode("ascii") for name in _OWN_FIELDS}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> JournaldSink:
@@ -271,7 +270,6 @@ class JournaldSink(NetworkSink):
 
     def entry(self, record: logging.LogRecord) -> bytes:
         """The record as one native-protocol entry (the datagram's payload)."""
-        own = self._own_field_names
         fields = record_to_dict(record)
         parts = [
             encode_field("MESSAGE", _value_bytes(self.format(record).rstrip("\n"))),
@@ -303,7 +301,7 @@ class JournaldSink(NetworkSink):
         structured += list(fields.get("extra", {}).items())
         for key, value in structured:
             name = field_name(key if isinstance(key, str) else str(key))
-            if name in own:
+            if name in _OWN_FIELDS:
                 name = "EXTRA_" + name
             parts.append(encode_field(name, _value_bytes(value)))
         return b"".join(parts)
