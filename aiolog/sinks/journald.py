@@ -55,8 +55,9 @@ import termios
 from collections.abc import Sequence
 from typing import Any, Final
 
+from aiolog import _options
 from aiolog._fields import record_to_dict
-from aiolog.sinks._net import NetworkSink, url_options
+from aiolog.sinks._net import NetworkSink
 from aiolog.sinks.syslog import _BodyFormatter, _default_app_name, severity
 
 __all__ = ["DEFAULT_SOCKET", "JournaldSink", "encode_field", "field_name"]
@@ -184,20 +185,19 @@ def _sealed_memfd(data: bytes) -> int:
     return fd
 
 
-def _check_socket_path(path: str) -> str:
-    """``path`` if it can be journald's socket; a clear ValueError if it cannot."""
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"JournaldSink: the socket path must be a non-empty string, not {path!r}")
-    if not os.path.isabs(path):
-        raise ValueError(f"JournaldSink: the socket path {path!r} must be absolute")
+def _check_socket_path(where: str, path: object) -> str:
+    """``path`` if it can be journald's socket; an :class:`OptionError` if it cannot."""
+    expected = "an absolute path to journald's socket"
+    if not isinstance(path, str) or not os.path.isabs(path):
+        _options.fail(where, "path", path, expected)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         return path  # journald may start later: the sink retries with backoff
     except OSError as exc:
-        raise ValueError(f"JournaldSink: cannot use {path!r}: {exc.strerror}") from None
+        _options.fail(where, "path", path, f"{expected} ({exc.strerror})")
     if not stat.S_ISSOCK(mode):
-        raise ValueError(f"JournaldSink: {path!r} exists and is not a socket")
+        _options.fail(where, "path", path, f"{expected}, not a file or directory")
     return path
 
 
@@ -216,7 +216,7 @@ class JournaldSink(NetworkSink):
         for a datagram or to read what was sent (default 10); ``backoff_initial``,
         ``backoff_max``: delays between attempts to reach a journald that is not there.
 
-    :raises ValueError: a relative path, or one that exists and is not a socket.
+    :raises aiolog.OptionError: a relative path, or one that exists and is not a socket.
     """
 
     kind = "JournaldSink"
@@ -229,13 +229,16 @@ class JournaldSink(NetworkSink):
         format: str | None = None,
         **options: Any,
     ) -> None:
+        where = f"{self.kind}()"
+        checked = _check_socket_path(where, path)
+        fmt = _options.log_format(where, format)
         super().__init__(**options)
-        self.path = _check_socket_path(path)
+        self.path = checked
         self.identifier = _value_bytes(identifier or _default_app_name())
-        if format is not None:
+        if fmt is not None:
             from aiolog.formatting import formatter_for
 
-            self._default_formatter = formatter_for(format)
+            self._default_formatter = formatter_for(fmt)
         self.url = "journald" if path == DEFAULT_SOCKET else f"journald:{path}"
         #: Entries too large for a datagram, sent through a memfd.
         self.memfds = 0
@@ -248,15 +251,16 @@ class JournaldSink(NetworkSink):
         The query takes the keyword options of :class:`JournaldSink`; keyword ``options``
         override it.
 
-        :raises ValueError: unknown option, bad value, or a path that is not a socket.
+        :raises aiolog.OptionError: unknown option, bad value, or a path that cannot be a
+            socket (relative, or a file or directory).
         """
-        head = url.split("?", 1)[0]
-        scheme, _, path = head.partition(":")
+        where = _options.url_where(url)
+        scheme, _, path = url.split("?", 1)[0].partition(":")
         if scheme.lower() != "journald":
-            raise ValueError(f"JournaldSink: expected journald or journald:PATH, not {url!r}")
-        # -- options (to move to aiolog._options with the other sinks' parsing) ----------
-        merged = url_options(cls.kind, url, options, _OPTIONS)
-        return cls(path or DEFAULT_SOCKET, **merged)
+            raise _options.OptionError(where, "scheme", scheme, "journald or journald:PATH")
+        merged = _options.merged(where, url, options, _OPTIONS)
+        with _options.located(where):
+            return cls(path or DEFAULT_SOCKET, **merged)
 
     def default_formatter(self) -> logging.Formatter:
         """Message, then traceback and stack on the lines below."""

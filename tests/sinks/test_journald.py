@@ -175,22 +175,34 @@ def test_urls_name_the_socket(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "match"),
+    ("url", "message"),
     [
-        ("journald:run/socket", "must be absolute"),
-        ("journald:{file}", "exists and is not a socket"),
-        ("journald:{dir}", "exists and is not a socket"),
-        ("journald?identifer=x", "unknown option 'identifer'"),
-        ("journald?write_timeout=-1", "bad write_timeout='-1'"),
-        ("journald?format=xml", "xml"),
+        ("journald:run/socket", "bad path='run/socket': expected an absolute path"),
+        (
+            "journald:{file}",
+            "bad path='{file}': expected an absolute path to journald's socket, not",
+        ),
+        ("journald:{dir}", "bad path='{dir}': expected an absolute path to journald's socket, not"),
+        ("journald?identifer=x", "unknown option 'identifer': expected one of backoff_initial"),
+        ("journald?write_timeout=-1", "bad write_timeout='-1': expected a duration"),
+        ("journald?format=xml", "bad format='xml': expected one of json, logfmt, text"),
+        ("journal:/run/x", "bad scheme='journal'"),
     ],
 )
-def test_bad_settings_fail_at_construction(tmp_path: Path, url: str, match: str) -> None:
-    """A wrong path or option is a ValueError naming it, when the sink is made."""
+def test_bad_settings_fail_at_construction(tmp_path: Path, url: str, message: str) -> None:
+    """A wrong path or option is an OptionError naming the URL and it, when the sink is made."""
     (tmp_path / "file").write_text("")
     url = url.format(file=tmp_path / "file", dir=tmp_path)
-    with pytest.raises(ValueError, match=match):
-        aiolog.sink(url)
+    message = message.format(file=tmp_path / "file", dir=tmp_path)
+    with pytest.raises(aiolog.OptionError) as info:
+        JournaldSink.from_url(url)
+    assert str(info.value).startswith(f"sink {url!r}: {message}"), str(info.value)
+
+
+def test_a_bad_path_in_code_names_the_constructor() -> None:
+    """JournaldSink("relative") says JournaldSink(), as the other constructors do."""
+    with pytest.raises(aiolog.OptionError, match=r"^JournaldSink\(\): bad path='sock'"):
+        JournaldSink("sock")
 
 
 # ---------------------------------------------------------------------------- sending
