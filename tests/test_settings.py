@@ -139,10 +139,25 @@ URL_OPTIONS: dict[str, dict[str, str]] = {
         "format": "xml",
         **_TLS,
     },
+    "journald": {
+        **_LEVEL,
+        "write_timeout": "0",
+        "backoff_initial": "soon",
+        "backoff_max": "1.5KB",
+        "format": "xml",
+    },
 }
 
 #: URL options that take any text (names, tokens): there is no bad value to give.
-FREE_TEXT = {"app_name", "hostname", "token", "service_name", "server_hostname", "header."}
+FREE_TEXT = {
+    "app_name",
+    "hostname",
+    "token",
+    "service_name",
+    "server_hostname",
+    "header.",
+    "identifier",
+}
 #: ``key`` needs ``cert``; its value, a secret, is shown as ``***``.
 SECRET_CASES = {
     "syslog+tls://127.0.0.1",
