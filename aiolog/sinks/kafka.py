@@ -41,27 +41,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Final
 
+from aiolog import _options
 from aiolog._urls import redact_url
-from aiolog.sinks._net import (
-    COMMON_OPTIONS,
-    TLS_OPTIONS,
-    NetworkSink,
-    context_items,
-    parse_bool,
-    parse_seconds,
-    url_options,
-)
+from aiolog.sinks._net import COMMON_OPTIONS, TLS_OPTIONS, NetworkSink, context_items
 
 __all__ = ["KafkaSink"]
 
 _DEFAULT_PORT: Final = 9092
 _ACKS: Final = {"all": "all", "-1": "all", "1": "1", "0": "0"}
-_COMPRESSION: Final = frozenset({"none", "gzip", "snappy", "lz4", "zstd"})
-_SASL: Final = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
+_COMPRESSION: Final = ("none", "gzip", "snappy", "lz4", "zstd")
+_SASL: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: How long one wait of the worker thread for delivery reports lasts before it looks
 #: again whether the batch was abandoned (``stop()``'s deadline).
 _POLL: Final = 0.1
@@ -94,7 +88,8 @@ def require_confluent_kafka(kind: str, url: str) -> None:
         import confluent_kafka  # noqa: F401
     except ImportError:
         raise ValueError(
-            f"{kind}: {redact_url(url)!r} needs confluent-kafka: pip install 'aiolog-queue[kafka]'"
+            f"{kind}: {redact_url(url)!r} needs confluent-kafka: pip install confluent-kafka "
+            "(or install aiolog-queue with its 'kafka' extra)"
         ) from None
 
 
@@ -161,35 +156,28 @@ class KafkaSink(NetworkSink):
     ) -> None:
         shown = url or f"kafka://{bootstrap}/{topic}"
         require_confluent_kafka(self.kind, shown)
-        super().__init__(**options)
-        if not bootstrap or not topic or "/" in topic:
-            raise ValueError(f"{self.kind}: {redact_url(shown)!r} needs brokers and a topic")
-        acks_text = _ACKS.get(str(acks).strip().lower())
-        if acks_text is None:
-            raise ValueError(f"{self.kind}: bad acks={acks!r}: expected all, 1 or 0")
-        self.acks = acks_text
+        # The option parsing, in one place: everything librdkafka is told is decided here,
+        # and all of it before logging.Handler.__init__ registers a half-built handler.
+        where = f"{self.kind}()"
+        if not bootstrap:
+            _options.fail(where, "bootstrap", bootstrap, "host:port[,host:port...]")
+        if not topic or "/" in topic:
+            _options.fail(where, "topic", topic, "a topic name")
+        self.acks = _ACKS[_options.choice(where, "acks", str(acks), ("all", "-1", "1", "0"))]
         if idempotence is None:
             self.idempotence = self.acks == "all"
         else:
-            self.idempotence = parse_bool(self.kind, "idempotence", idempotence)
+            self.idempotence = _options.boolean(where, "idempotence", idempotence)
         if self.idempotence and self.acks != "all":
-            raise ValueError(
-                f"{self.kind}: idempotence=true needs acks=all (an idempotent producer waits "
-                "for all in-sync replicas)"
-            )
-        if compression not in _COMPRESSION:
-            raise ValueError(
-                f"{self.kind}: bad compression={compression!r}: expected one of "
-                f"{', '.join(sorted(_COMPRESSION))}"
-            )
+            _options.fail(where, "idempotence", idempotence, "false unless acks=all")
+        compression = _options.choice(where, "compression", compression, _COMPRESSION)
+        fmt = _options.log_format(where, format)
         self.topic = topic
         self.key_field = key_field or None
-        self.delivery_timeout = parse_seconds(self.kind, "delivery_timeout", delivery_timeout)
-        linger_seconds = (
-            0.0
-            if str(linger).strip() in ("0", "0.0")
-            else parse_seconds(self.kind, "linger", linger)
+        self.delivery_timeout = _options.duration(
+            where, "delivery_timeout", delivery_timeout, positive=True
         )
+        linger_seconds = _options.duration(where, "linger", linger)
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "acks": self.acks,
@@ -197,27 +185,24 @@ class KafkaSink(NetworkSink):
             "compression.type": compression,
             "linger.ms": linger_seconds * 1000,
             "message.timeout.ms": max(1, int(self.delivery_timeout * 1000)),
-            "socket.connection.setup.timeout.ms": int(self.connect_timeout * 1000),
-            "request.timeout.ms": int(self.write_timeout * 1000),
-            "reconnect.backoff.ms": max(1, int(self.backoff.initial * 1000)),
-            "reconnect.backoff.max.ms": max(1, int(self.backoff.maximum * 1000)),
-            "retry.backoff.ms": max(1, int(self.backoff.initial * 1000)),
-            "retry.backoff.max.ms": max(1, int(self.backoff.maximum * 1000)),
             "client.id": client_id or "aiolog",
             # librdkafka logs to stderr by default; its errors reach error_cb (counted,
             # last_error) instead.
             "log_level": 0,
         }
-        secure = tls or ca is not None or cert is not None
-        if not tls and (ca or cert or key or verify is not True):
-            raise ValueError(f"{self.kind}: TLS options need a kafka+tls:// URL")
-        if tls:
-            verify_on = parse_bool(self.kind, "verify", verify)
+        if not tls:
+            for option, value in (("ca", ca), ("cert", cert), ("key", key)):
+                if value is not None:
+                    _options.fail(where, option, value, "TLS options only with kafka+tls://")
+            if verify is not True:
+                _options.fail(where, "verify", verify, "TLS options only with kafka+tls://")
+        else:
+            verify_on = _options.boolean(where, "verify", verify)
             for option, path in (("ca", ca), ("cert", cert), ("key", key)):
-                if path is not None:
-                    _check_file(self.kind, option, path)
+                if path is not None and (not os.path.isfile(path) or not os.access(path, os.R_OK)):
+                    _options.fail(where, option, path, "a readable file")
             if key is not None and cert is None:
-                raise ValueError(f"{self.kind}: bad key='***': a client key needs cert= as well")
+                _options.fail(where, "key", key, "a client key together with cert=")
             if ca is not None:
                 config["ssl.ca.location"] = ca
             if cert is not None:
@@ -226,28 +211,36 @@ class KafkaSink(NetworkSink):
                 config["ssl.key.location"] = key
             config["enable.ssl.certificate.verification"] = verify_on
             config["ssl.endpoint.identification.algorithm"] = "https" if verify_on else "none"
-        mechanism = (sasl_mechanism or ("PLAIN" if username is not None else "")).upper()
-        if mechanism:
-            if mechanism not in _SASL:
-                raise ValueError(
-                    f"{self.kind}: bad sasl_mechanism={sasl_mechanism!r}: expected one of "
-                    f"{', '.join(sorted(_SASL))}"
-                )
+        mechanism = None
+        if sasl_mechanism is not None or username is not None:
+            mechanism = _options.choice(where, "sasl_mechanism", sasl_mechanism or "PLAIN", _SASL)
             if username is None:
-                raise ValueError(f"{self.kind}: SASL needs user:password@ in the URL")
+                _options.fail(where, "sasl_mechanism", mechanism, "user:password@ in the URL too")
             config["sasl.mechanism"] = mechanism
             config["sasl.username"] = username
             config["sasl.password"] = password or ""
         config["security.protocol"] = (
-            ("sasl_ssl" if secure else "sasl_plaintext") if mechanism else
-            ("ssl" if secure else "plaintext")
+            ("sasl_ssl" if tls else "sasl_plaintext") if mechanism else
+            ("ssl" if tls else "plaintext")
         )  # fmt: skip
+        super().__init__(**options)  # level, timeouts, backoff: checked there
+        config.update(
+            {
+                "socket.connection.setup.timeout.ms": int(self.connect_timeout * 1000),
+                "request.timeout.ms": int(self.write_timeout * 1000),
+                "reconnect.backoff.ms": max(1, int(self.backoff.initial * 1000)),
+                "reconnect.backoff.max.ms": max(1, int(self.backoff.maximum * 1000)),
+                "retry.backoff.ms": max(1, int(self.backoff.initial * 1000)),
+                "retry.backoff.max.ms": max(1, int(self.backoff.maximum * 1000)),
+            }
+        )
         self._secrets = [s for s in (password,) if s and len(s) >= 4]
+        #: The librdkafka configuration every producer of this sink is made with.
         self.config = config
-        if format is not None:
+        if fmt is not None:
             from aiolog.formatting import formatter_for
 
-            self._default_formatter = formatter_for(format)
+            self._default_formatter = formatter_for(fmt)
         # (redact_url hides every option named like "key": key_field names no secret)
         self.url = redact_url(shown).replace(
             "key_field=***", f"key_field={urllib.parse.quote(key_field or '')}"
@@ -266,41 +259,38 @@ class KafkaSink(NetworkSink):
         timeouts, backoff, and for ``kafka+tls`` ``ca``, ``cert``, ``key``, ``verify``;
         ``user:password@`` gives SASL credentials. Keyword ``options`` override the query.
         """
+        where = _options.url_where(url)
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("kafka", "kafka+tls"):
-            raise ValueError(
-                f"{cls.kind}: expected kafka:// or kafka+tls://, not {redact_url(url)!r}"
-            )
+            _options.fail(where, "scheme", parts.scheme, "kafka or kafka+tls")
         tls = scheme == "kafka+tls"
         known = (
             COMMON_OPTIONS | KAFKA_OPTIONS | (TLS_OPTIONS - {"server_hostname"} if tls else set())
         )
-        merged = url_options(cls.kind, url, options, known)
+        merged = _options.merged(where, url, options, known)
         userinfo, _, hostlist = parts.netloc.rpartition("@")
         brokers = []
         for item in hostlist.split(","):
-            host, port = _hostport(cls.kind, url, item.strip())
+            host, port = _hostport(where, item.strip())
             brokers.append(f"{host}:{port}")
         topic = urllib.parse.unquote(parts.path.lstrip("/"))
         if not topic:
-            raise ValueError(
-                f"{cls.kind}: the URL {redact_url(url)!r} names no topic "
-                "(expected kafka://host:port/TOPIC)"
-            )
+            _options.fail(where, "topic", topic, "kafka://host:port/TOPIC")
         username = password = None
         if userinfo:
             name, _, secret = userinfo.partition(":")
             username, password = urllib.parse.unquote(name), urllib.parse.unquote(secret)
-        return cls(
-            ",".join(brokers),
-            topic,
-            tls=tls,
-            username=username,
-            password=password,
-            url=url,
-            **merged,
-        )
+        with _options.located(where):
+            return cls(
+                ",".join(brokers),
+                topic,
+                tls=tls,
+                username=username,
+                password=password,
+                url=url,
+                **merged,
+            )
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -448,28 +438,17 @@ def _destroy(holder: list[Any]) -> None:
     del producer
 
 
-def _check_file(kind: str, option: str, path: str) -> None:
-    import os
-
-    if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        shown = "***" if option == "key" else path
-        raise ValueError(f"{kind}: bad {option}={shown!r}: not a readable file")
-
-
-def _hostport(kind: str, url: str, item: str) -> tuple[str, int]:
-    """``host[:port]`` of one broker (IPv6 in brackets)."""
-    safe = redact_url(url)
+def _hostport(where: str, item: str) -> tuple[str, int]:
+    """``host[:port]`` of one broker (an IPv6 literal in brackets, as librdkafka wants it)."""
     if item.startswith("["):
         host, _, rest = item[1:].partition("]")
         port_text = rest.lstrip(":")
     else:
         host, _, port_text = item.partition(":")
     if not host:
-        raise ValueError(f"{kind}: the URL {safe!r} names no broker host")
+        _options.fail(where, "host", item, "host[:port] for each broker")
     if ":" in host:
-        host = f"[{host}]"  # librdkafka's form of an IPv6 literal
+        host = f"[{host}]"
     if not port_text:
         return host, _DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{kind}: bad port {port_text!r} in {safe!r}: expected 1-65535")
-    return host, int(port_text)
+    return host, _options.port(where, "port", port_text)

@@ -1,10 +1,10 @@
 """The contract every sink keeps with the listener, checked over every sink class.
 
 Each sink writes to a real peer (a file, a TCP or HTTP server on loopback, a UDP socket, a
-stream, a Kafka-protocol broker): a formatter failure loses that record only and is
-counted, ``write`` is never entered twice at once, ``aclose`` may be called again, a forked
-child forgets the parent's resources (and both keep writing), and the counters ``stats()``
-documents are there.
+Unix datagram socket speaking journald's protocol, a Kafka-protocol broker, a stream): a
+formatter failure loses that record only and is counted, ``write`` is never entered twice
+at once, ``aclose`` may be called again, a forked child forgets the parent's resources
+(and both keep writing), and the counters ``stats()`` documents are there.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ from aiolog import JSONFormatter, QueueHandler, QueueListener
 from aiolog.sinks._adapter import HandlerSink
 from aiolog.sinks.file import FileSink
 from aiolog.sinks.http import HttpSink
+from aiolog.sinks.journald import JournaldSink
 from aiolog.sinks.otlp import OtlpSink
 from aiolog.sinks.stream import StreamSink
 from aiolog.sinks.syslog import SyslogSink
 from aiolog.sinks.tcp import TcpSink
 from aiolog.testing import CaptureSink
+from tests.integration.journald import datagram_peer
 from tests.integration.peers import http_peer, tcp_peer
 
 #: The keys of every sink's entry in ``stats()`` (docs/index.md, "Counters").
@@ -129,6 +131,9 @@ def make_case(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> Case:
             return Case(HttpSink.from_url(server.url()), bodies)
         sink = OtlpSink.from_url(f"otlp+http://127.0.0.1:{server.port}")
         return Case(sink, bodies, formats=False)
+    if kind == "journald":  # a Unix datagram socket decoding journald's native protocol
+        peer = stack.enter_context(datagram_peer(tmp_path / "journal.sock"))
+        return Case(JournaldSink(peer.path), lambda: "\n".join(peer.messages()))
     if kind == "kafka":
         from aiolog.sinks.kafka import KafkaSink
         from tests.integration.engines import Tansu, read_topic
@@ -160,6 +165,7 @@ KINDS = [
     "syslog+udp",
     "http",
     "otlp",
+    "journald",
     "kafka",
     "capture",
     "handler",
