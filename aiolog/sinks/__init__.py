@@ -52,6 +52,12 @@ def _otlp_factory(url: str, **options: Any) -> logging.Handler:
     return OtlpSink.from_url(url, **options)
 
 
+def _fluent_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.fluent import FluentSink
+
+    return FluentSink.from_url(url, **options)
+
+
 #: URL scheme -> factory ``(url, **options) -> logging.Handler``.
 SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "stderr": _stream_factory,
@@ -66,6 +72,8 @@ SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "https": _http_factory,
     "otlp+http": _otlp_factory,
     "otlp+https": _otlp_factory,
+    "fluent": _fluent_factory,
+    "fluent+tls": _fluent_factory,
 }
 
 

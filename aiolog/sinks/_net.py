@@ -416,6 +416,16 @@ class ConnectionSink(NetworkSink):
         """One record as the bytes sent for it, framing included."""
         raise NotImplementedError
 
+    async def handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Run the protocol's opening exchange on a new connection; the default does nothing.
+
+        Called once per connection, before anything is written; bound its reads by
+        :attr:`connect_timeout` yourself. Raising :class:`OSError`, :class:`TimeoutError`,
+        :class:`ssl.SSLError` or :class:`EOFError` counts as a failed connect (noted,
+        retried with backoff); any other exception drops the connection and propagates
+        out of the write (the peer refused the sink for good, e.g. a wrong shared key).
+        """
+
     async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """Send the batch; return how many of its records could not be delivered."""
         lost = len(records)  # each record sent counts itself off
@@ -484,6 +494,16 @@ class ConnectionSink(NetworkSink):
                 self.note_error(exc)
                 await self.sleep_backoff()
                 continue
+            try:
+                await self.handshake(reader, writer)
+            except (OSError, asyncio.TimeoutError, ssl.SSLError, EOFError) as exc:
+                self.note_error(exc)
+                writer.transport.abort()
+                await self.sleep_backoff()
+                continue
+            except BaseException:  # the peer refused us for good, or cancelled: no retry
+                writer.transport.abort()
+                raise
             break
         assert writer is not None
         transport = writer.transport
