@@ -388,6 +388,10 @@ class NetworkSink(Sink):
         await asyncio.sleep(self.backoff.next())
 
 
+#: The parent's streams, in a forked child: kept from the collector (see ``after_fork``).
+_FORKED_AWAY: list[tuple[asyncio.StreamReader | None, asyncio.StreamWriter]] = []
+
+
 class ConnectionSink(NetworkSink):
     """A sink that writes frames to a TCP (optionally TLS) connection it keeps open.
 
@@ -541,6 +545,15 @@ class ConnectionSink(NetworkSink):
             raise
 
     def after_fork(self) -> None:
-        """Forget the parent's connection without closing it (the parent still uses it)."""
+        """Forget the parent's connection without closing it (the parent still uses it).
+
+        Forgotten, not released: the child keeps the parent's stream objects referenced
+        for good. Were they collected, ``StreamWriter.__del__`` would close the transport,
+        and its unregistering would edit the epoll interest set the child shares with the
+        parent: the parent would never again hear its socket is readable (a sink that
+        waits for acks would wait in vain).
+        """
+        if self._writer is not None:
+            _FORKED_AWAY.append((self._reader, self._writer))
         self._reader = self._writer = None
         super().after_fork()

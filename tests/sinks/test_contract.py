@@ -26,12 +26,14 @@ import aiolog
 from aiolog import JSONFormatter, QueueHandler, QueueListener
 from aiolog.sinks._adapter import HandlerSink
 from aiolog.sinks.file import FileSink
+from aiolog.sinks.fluent import FluentSink
 from aiolog.sinks.http import HttpSink
 from aiolog.sinks.otlp import OtlpSink
 from aiolog.sinks.stream import StreamSink
 from aiolog.sinks.syslog import SyslogSink
 from aiolog.sinks.tcp import TcpSink
 from aiolog.testing import CaptureSink
+from tests.integration.fluent_peer import FluentPeer
 from tests.integration.peers import http_peer, tcp_peer
 
 #: The keys of every sink's entry in ``stats()`` (docs/index.md, "Counters").
@@ -128,6 +130,10 @@ def make_case(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> Case:
             return Case(HttpSink.from_url(server.url()), bodies)
         sink = OtlpSink.from_url(f"otlp+http://127.0.0.1:{server.port}")
         return Case(sink, bodies, formats=False)
+    if kind == "fluent":  # FluentServer under node; a formatter's line is the "message"
+        fluent = FluentPeer(tmp_path / "fluent").start()
+        stack.callback(fluent.stop)
+        return Case(FluentSink.from_url(fluent.url()), fluent.text)
     if kind == "capture":
         capture = CaptureSink()
         return Case(capture, lambda: "\n".join(capture.messages), formats=False, shared=False)
@@ -138,7 +144,18 @@ def make_case(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> Case:
     return Case(plain, lambda: out.read_text() if out.exists() else "")
 
 
-KINDS = ["stream", "file", "tcp", "syslog+tcp", "syslog+udp", "http", "otlp", "capture", "handler"]
+KINDS = [
+    "stream",
+    "file",
+    "tcp",
+    "syslog+tcp",
+    "syslog+udp",
+    "http",
+    "otlp",
+    "fluent",
+    "capture",
+    "handler",
+]
 
 
 @pytest.fixture(params=KINDS)
