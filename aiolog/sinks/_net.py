@@ -484,7 +484,7 @@ class ConnectionSink(NetworkSink):
                 self.retries += 1
             first = False
             try:
-                reader, writer = await asyncio.wait_for(
+                new_reader, new_writer = await asyncio.wait_for(
                     asyncio.open_connection(
                         self.host,
                         self.port,
@@ -499,15 +499,16 @@ class ConnectionSink(NetworkSink):
                 await self.sleep_backoff()
                 continue
             try:
-                await self.handshake(reader, writer)
+                await self.handshake(new_reader, new_writer)
             except (OSError, asyncio.TimeoutError, ssl.SSLError, EOFError) as exc:
                 self.note_error(exc)
-                writer.transport.abort()
+                new_writer.transport.abort()
                 await self.sleep_backoff()
                 continue
             except BaseException:  # the peer refused us for good, or cancelled: no retry
-                writer.transport.abort()
+                new_writer.transport.abort()
                 raise
+            reader, writer = new_reader, new_writer
             break
         assert writer is not None
         transport = writer.transport

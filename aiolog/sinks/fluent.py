@@ -355,7 +355,7 @@ class FluentSink(ConnectionSink):
                 self._abort()
                 if chunk is None:
                     return count  # no ack: its fate is unknown, and it is never sent twice
-                if loop.time() >= deadline:
+                if deadline is None or loop.time() >= deadline:
                     return self._give_up(count)
                 await self.sleep_backoff()
                 continue
@@ -445,9 +445,7 @@ class FluentSink(ConnectionSink):
         username, password_digest = "", ""
         if auth:  # the peer authenticates users too
             if self.username is None or self._password is None:
-                raise FluentAuthError(
-                    f"{self.host}:{self.port} asks for a username and password"
-                )
+                raise FluentAuthError(f"{self.host}:{self.port} asks for a username and password")
             username = self.username
             password_digest = _hex_sha512(auth, username, self._password)
         digest = _hex_sha512(salt, self.hostname, nonce, self.shared_key)

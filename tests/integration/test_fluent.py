@@ -298,7 +298,9 @@ def test_tls_verified_against_the_ca(tmp_path: Path, certs: Certs) -> None:
     server = FluentPeer(tmp_path / "tls", certs=certs, shared_key="k")
     server.start()
     try:
-        sink = FluentSink.from_url(server.url(scheme="fluent+tls", ca=str(certs.ca), shared_key="k"))
+        sink = FluentSink.from_url(
+            server.url(scheme="fluent+tls", ca=str(certs.ca), shared_key="k")
+        )
         with aiolog.configure([sink]) as pipeline:
             logging.getLogger("tls").warning("over tls")
             assert pipeline.flush(10)
