@@ -22,7 +22,7 @@ import pytest
 import aiolog
 from aiolog.sinks.fluent import FluentSink
 from aiolog.testing import CaptureSink
-from tests.helpers import SignalsErrors
+from tests.helpers import LoopFactory, SignalsErrors, run
 from tests.integration.fluent_peer import FluentPeer
 from tests.integration.peers import Certs, make_certs
 
@@ -277,6 +277,28 @@ def test_a_refused_handshake_is_a_clear_error_and_a_notice(
     assert sink.display_name in notices[0]
     assert not any(secret in str(stats) for secret in ("wrong", "nope", "s3cret"))
     assert [] == keyed_peer.entries()
+
+
+@pytest.mark.parametrize("compress", ["none", "gzip"])
+def test_no_blocking_call_on_the_loop(
+    keyed_peer: FluentPeer, blockbuster: Any, loop_factory: LoopFactory, compress: str
+) -> None:
+    """Handshake, send, ack, close: nothing blocks the loop (asyncio and uvloop)."""
+    sink = FluentSink.from_url(
+        keyed_peer.url(shared_key="s3cret", username="ann", password="pw", compress=compress)
+    )
+    batch = [
+        logging.LogRecord("nb", logging.INFO, __file__, 1, "n=%d", (i,), None) for i in range(600)
+    ]
+
+    async def main() -> list[int]:
+        lost = [await sink.write(batch), await sink.write(batch[:1])]
+        await sink.aclose()
+        return lost
+
+    assert [0, 0] == run(main, loop_factory)
+    assert 601 == len(keyed_peer.wait_for(lambda got: len(got) >= 601))
+    assert (2, 1, 0) == (sink.acks, sink.connects, sink.errors)
 
 
 def test_no_shared_key_for_a_peer_that_wants_one(keyed_peer: FluentPeer) -> None:
