@@ -52,11 +52,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-def log_numbered(count: int, logger: str = "app.fluent") -> None:
+def log_numbered(count: int, logger: str = "app.fluent", start: int = 0) -> None:
     """Log ``count`` records ``n=0``... (in that order) from four asyncio tasks, each with
     its own value of a context variable."""
     log = logging.getLogger(logger)
-    counter = iter(range(count))
+    counter = iter(range(start, start + count))
 
     async def worker(part: int) -> None:
         request_id.set(f"req-{part}")
@@ -175,6 +175,31 @@ def test_peer_killed_before_its_ack_gets_the_batch_again_under_the_same_chunk(
     assert list(range(N)) == sorted(deduped)
     assert 2 == stats["connects"]
     assert stats["acks"] == len(first_delivery)
+
+
+def test_peer_killed_from_outside_mid_stream_and_restarted(peer: FluentPeer) -> None:
+    """SIGKILL at whatever moment the stream is in: after the restart every record is
+    there, any copy shares its chunk id with the original, and the sink counted them."""
+    peer.start()
+    sink = FluentSink.from_url(peer.url(backoff_max="0.2"))
+    with aiolog.configure([sink], level=logging.INFO) as pipeline:
+        log_numbered(N // 2)
+        peer.wait_for(lambda got: len(got) >= 2000)
+        peer.kill()  # maybe mid-batch, maybe between two
+        log_numbered(N // 2, start=N // 2)  # these need the new connection in any case
+        peer.start()
+        assert pipeline.flush(30)
+        stats = sink_stats(pipeline, sink)
+    entries = peer.entries()
+    assert (N, 0) == (stats["written"], stats["dropped"])
+    counts = collections.Counter(numbers(entries))
+    assert set(range(N)) == set(counts)
+    chunks: dict[int, set[str]] = collections.defaultdict(set)
+    for e in entries:
+        chunks[e["record"]["n"]].add(e["chunk"])
+    assert all(1 == len(ids) for ids in chunks.values())
+    assert sum(counts.values()) - N <= stats["resent"]
+    assert 2 == stats["connects"]
 
 
 def test_peer_gone_for_good_counts_the_unacked_batch_lost(peer: FluentPeer) -> None:
