@@ -268,12 +268,19 @@ class FluentSink(ConnectionSink):
     # -- encoding ---------------------------------------------------------------------------
 
     def body(self, record: logging.LogRecord) -> dict[str, Any]:
-        """The record's map: :func:`record_to_dict`, or ``{"message": ...}`` from a formatter."""
+        """The record's map: :func:`record_to_dict`, or ``{"message": ...}`` from a formatter.
+
+        Values are normalised as for JSON, string keys included: a receiver that cannot
+        decode one record (a map keyed by tuples) would refuse its whole batch, every time
+        it is resent.
+        """
         if self.formatter is not None:
             return {"message": self.format(record)}
+        from aiolog._encode import _normalize
         from aiolog.formatting import record_to_dict
 
-        return record_to_dict(record)
+        body: dict[str, Any] = _normalize(record_to_dict(record), strict=True)
+        return body
 
     def entry(self, record: logging.LogRecord) -> bytes:
         """One ``[EventTime, record]`` entry, msgpack-encoded."""
@@ -413,7 +420,13 @@ class FluentSink(ConnectionSink):
             data = await reader.read(65536)
             if not data:
                 raise ConnectionResetError(f"{self.host}:{self.port} closed the connection")
-            unpacker.feed(data)
+            try:
+                unpacker.feed(data)
+            except Exception as exc:  # BufferFull: no Forward server message is that long
+                raise FluentProtocolError(
+                    f"{self.host}:{self.port} sent over {_MAX_SERVER_MESSAGE} bytes "
+                    f"where an ack was expected: {exc!r}"
+                ) from None
 
     async def handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A fresh decoder for the connection; HELO, PING, PONG when there is a shared key."""

@@ -125,13 +125,16 @@ def test_records_arrive_exactly_once_with_acks(peer: FluentPeer, compress: str) 
 
 
 def test_exception_and_extra_types_arrive_as_a_map(peer: FluentPeer) -> None:
-    """A traceback arrives structured; non-msgpack values (a set, a big int) as text."""
+    """A traceback arrives structured; values msgpack or the receiver cannot take (a set,
+    a big int, a map with tuple keys) as text."""
     peer.start()
     with aiolog.configure([peer.url()]) as pipeline:
         try:
             raise KeyError("missing ☃")
         except KeyError:
-            logging.getLogger("exc").exception("failed", extra={"s": {1}, "big": 1 << 70})
+            logging.getLogger("exc").exception(
+                "failed", extra={"s": {1}, "big": 1 << 70, "keys": {1: "a", (2, 3): "b"}}
+            )
         assert pipeline.flush(10)
     (entry,) = peer.wait_for(lambda got: len(got) >= 1)
     record = entry["record"]
@@ -139,6 +142,7 @@ def test_exception_and_extra_types_arrive_as_a_map(peer: FluentPeer) -> None:
     assert "Traceback (most recent call last)" in record["exception"]["traceback"]
     assert "{1}" == record["s"]
     assert str(1 << 70) == record["big"]
+    assert {"1": "a", "(2, 3)": "b"} == record["keys"]  # keys a receiver can decode
 
 
 def test_peer_killed_before_its_ack_gets_the_batch_again_under_the_same_chunk(
