@@ -16,6 +16,7 @@ from aiolog import _direct  # noqa: F401 - gives sinks attached to a logger thei
 from aiolog._config import Pipeline, configure, get_pipeline, shutdown
 from aiolog._factory import FastLogRecord
 from aiolog._listener import QueueListener
+from aiolog._options import OptionError
 from aiolog._queue import RecordQueue
 from aiolog.dictconfig import QueueHandler
 from aiolog.formatting import JSONFormatter, LogfmtFormatter, TextFormatter
@@ -30,6 +31,7 @@ __all__ = [
     "FastLogRecord",
     "JSONFormatter",
     "LogfmtFormatter",
+    "OptionError",
     "Pipeline",
     "QueueHandler",
     "QueueListener",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import urllib.parse
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from aiolog import _exit, _factory, asyncio_diag
+from aiolog import _exit, _factory, _options, asyncio_diag
 from aiolog._handler import BaseQueueHandler
 from aiolog._listener import DEFAULT_STALL_TIMEOUT, QueueListener
 from aiolog._queue import (
@@ -20,7 +21,6 @@ from aiolog._queue import (
     Overflow,
     RecordQueue,
 )
-from aiolog._urls import query_options
 from aiolog.dictconfig import QueueHandler
 from aiolog.sinks import sink
 
@@ -30,27 +30,20 @@ _lock = threading.RLock()
 _active: Pipeline | None = None
 
 
-def _check_level(level: int | str) -> int:
-    if isinstance(level, bool):
-        raise ValueError(f"unknown logging level {level!r}")
-    if isinstance(level, int):
-        return level
-    if isinstance(level, str):
-        name = level.strip().upper()
-        if name.isdigit():
-            return int(name)
-        value = logging.getLevelName(name)
-        if isinstance(value, int):
-            return value
-    raise ValueError(
-        f"unknown logging level {level!r} (use DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)"
-    )
+_WHERE = "configure()"
+_ENV = "environment"
 
 
 def _env_sinks() -> list[str]:
     raw = os.environ.get("AIOLOG_SINKS", "")
     urls = [part.strip() for part in raw.split(",") if part.strip()]
     return urls or ["stderr"]
+
+
+def _has_format(url: str) -> bool:
+    """True when the sink URL's query says ``format=`` itself."""
+    query = url.partition("?")[2]
+    return any(key == "format" for key, _ in urllib.parse.parse_qsl(query, True))
 
 
 class Pipeline:
@@ -69,6 +62,7 @@ class Pipeline:
         adopted: Sequence[logging.Handler] = (),
         captured_warnings: bool = False,
         exit_timeout: float = 5.0,
+        root_level: int | None = None,
     ) -> None:
         self.handler = handler
         self.listener = listener
@@ -76,6 +70,9 @@ class Pipeline:
         self.adopted = list(adopted)
         self._captured_warnings = captured_warnings
         self.exit_timeout = exit_timeout
+        # The root logger's level before configure() set it (None: leave it on stop).
+        self._root_level = root_level
+        self._set_level: int | None = None
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -131,6 +128,9 @@ class Pipeline:
     def stop(self, timeout: float = 5.0) -> bool:
         """Take the handler off the root logger, drain, close owned sinks. Idempotent.
 
+        The root logger gets back the handlers it had before :func:`configure`, and its
+        level unless something set another since.
+
         Returns True when every queued record was written within ``timeout``.
         """
         global _active
@@ -141,6 +141,10 @@ class Pipeline:
             if _active is self:
                 _active = None
                 _detach(self, restore=True)
+                root = logging.getLogger()
+                # Only what configure() changed: a level set since then is the app's own.
+                if self._root_level is not None and root.level == self._set_level:
+                    root.setLevel(self._root_level)
                 asyncio_diag.uninstall()
                 _factory.uninstall()
         ok = self.listener.stop(timeout)
@@ -150,6 +154,11 @@ class Pipeline:
         if self._captured_warnings and _active is None:
             logging.captureWarnings(False)
         return ok
+
+
+def _stays_on_root(handler: logging.Handler) -> bool:
+    """Whether configure() leaves ``handler`` on the root logger instead of adopting it."""
+    return getattr(handler, "aiolog_stays_on_root", False) is True
 
 
 def _detach(pipeline: Pipeline, *, restore: bool) -> None:
@@ -216,7 +225,8 @@ def configure(
     :param asyncio_debug: asyncio's development mode, reported as structured records:
         debug mode on every loop, the ``asyncio`` logger at ``DEBUG``, ``ResourceWarning``
         shown (see :func:`aiolog.asyncio_diag.install`, which ``configure`` always calls).
-        Default ``AIOLOG_ASYNCIO_DEBUG`` (``1``/``0``), else off.
+        Default ``AIOLOG_ASYNCIO_DEBUG`` (a bool: ``1``/``0``, ``true``/``false``,
+        ``yes``/``no``, ``on``/``off``), else off.
     :param asyncio_slow_callback: seconds above which a callback counts as slow in debug
         mode (asyncio's default: 0.1).
     :param structlog: also configure structlog to log through this pipeline (see
@@ -230,57 +240,74 @@ def configure(
         the pipeline runs, when the factory is still the stdlib default. Records are the
         same, attribute for attribute, and cheaper to make (see
         docs/design.md). A factory of the application's own is never replaced.
-    :raises ValueError: for any bad setting, before anything is changed.
+    :raises aiolog.OptionError: (a :class:`ValueError`) for any bad setting, before
+        anything is changed: no sink opened, no directory created, the root logger as it
+        was. Values follow one grammar (sizes ``"128MB"``, durations ``"500ms"``, levels
+        in any case...): see "Values and errors" in docs/index.md.
     """
     global _active
-    diag = asyncio_diag._resolve(asyncio_debug, asyncio_slow_callback)
-    level_no = _check_level(level if level is not None else os.environ.get("AIOLOG_LEVEL", "INFO"))
-    if format is None:
-        format = os.environ.get("AIOLOG_FORMAT") or None
-    if format is not None and format.lower() not in ("json", "logfmt", "text"):
-        raise ValueError(f"unknown format {format!r} (use json, logfmt or text)")
-    if overflow not in OVERFLOW_POLICIES:
-        raise ValueError(
-            f"unknown overflow policy {overflow!r} (use {', '.join(OVERFLOW_POLICIES)})"
-        )
-    for option, value in (
-        ("queue_size", queue_size),
-        ("queue_bytes", queue_bytes),
-        ("sink_buffer", sink_buffer),
-        ("sink_buffer_bytes", sink_buffer_bytes),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{option} must be a positive integer, not {value!r}")
-    for option, seconds in (
-        ("stall_timeout", stall_timeout),
-        ("block_timeout", block_timeout),
-        ("exit_timeout", exit_timeout),
-    ):
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, (int, float))
-            or not 0 <= seconds < float("inf")
-        ):
-            raise ValueError(f"{option} must be a number of seconds >= 0, not {seconds!r}")
-    specs = _env_sinks() if sinks is None else list(sinks)
+    # Every setting is read first: nothing changes unless all of them are good.
+    where = _WHERE
+    if asyncio_debug is None:
+        raw = os.environ.get("AIOLOG_ASYNCIO_DEBUG", "").strip()
+        debug = bool(raw) and _options.boolean(_ENV, "AIOLOG_ASYNCIO_DEBUG", raw)
+    else:
+        debug = _options.boolean(where, "asyncio_debug", asyncio_debug)
+    slow = asyncio_slow_callback
+    if slow is not None:
+        slow = _options.duration(where, "asyncio_slow_callback", slow, positive=True)
+    diag = asyncio_diag._resolve(debug, slow)
+    if level is not None:
+        level_no = _options.level(where, "level", level)
+    else:
+        level_no = _options.level(_ENV, "AIOLOG_LEVEL", os.environ.get("AIOLOG_LEVEL") or "INFO")
+    if format is not None:
+        format = _options.log_format(where, format)
+    else:
+        format = _options.log_format(_ENV, os.environ.get("AIOLOG_FORMAT") or None, "AIOLOG_FORMAT")
+    overflow = _options.choice(where, "overflow", overflow, OVERFLOW_POLICIES)
+    queue_size = _options.count(where, "queue_size", queue_size)
+    queue_bytes = _options.size(where, "queue_bytes", queue_bytes)
+    sink_buffer = _options.count(where, "sink_buffer", sink_buffer)
+    sink_buffer_bytes = _options.size(where, "sink_buffer_bytes", sink_buffer_bytes)
+    stall_timeout = _options.duration(where, "stall_timeout", stall_timeout)
+    block_timeout = _options.duration(where, "block_timeout", block_timeout)
+    exit_timeout = _options.duration(where, "exit_timeout", exit_timeout)
+    capture_warnings = _options.boolean(where, "capture_warnings", capture_warnings)
+    adopt_handlers = _options.boolean(where, "adopt_handlers", adopt_handlers)
+    structlog = _options.boolean(where, "structlog", structlog)
+    drain_on_sigterm = _options.boolean(where, "drain_on_sigterm", drain_on_sigterm)
+    record_factory = _options.boolean(where, "record_factory", record_factory)
+    from_env = sinks is None
     if isinstance(sinks, str):
-        raise ValueError("sinks must be a list of URLs or handlers, not a single string")
+        raise _options.OptionError(where, "sinks", sinks, "a list of sink URLs or handlers")
+    specs = _env_sinks() if sinks is None else list(sinks)
 
+    # Sinks are built last: building one opens nothing, so a refusal leaves nothing behind.
     owned: list[logging.Handler] = []
     given: list[logging.Handler] = []
     try:
         for spec in specs:
             if isinstance(spec, logging.Handler):
                 if isinstance(spec, BaseQueueHandler):
-                    raise ValueError(f"{spec!r} is a QueueHandler and cannot be a sink")
+                    raise _options.OptionError(
+                        where, "sinks", spec, "sink URLs or handlers (not a QueueHandler)"
+                    )
                 given.append(spec)
             elif isinstance(spec, str):
                 options: dict[str, Any] = {}
-                if format is not None and "format" not in query_options(spec):
+                if format is not None and not _has_format(spec):
                     options["format"] = format
-                owned.append(sink(spec, **options))
+                try:
+                    owned.append(sink(spec, **options))
+                except _options.OptionError as exc:
+                    if from_env:
+                        raise exc.at(f"{exc.where} in AIOLOG_SINKS") from None
+                    raise
             else:
-                raise ValueError(f"a sink must be a URL string or a logging.Handler, not {spec!r}")
+                raise _options.OptionError(
+                    where, "sinks", spec, "sink URLs (strings) or logging.Handler objects"
+                )
         handler = QueueHandler(
             maxsize=queue_size, max_bytes=queue_bytes, overflow=overflow, timeout=block_timeout
         )
@@ -297,7 +324,11 @@ def configure(
             if old is not None:
                 adopted.extend(old.adopted)
             for existing in root.handlers:
-                if existing not in adopted and not isinstance(existing, BaseQueueHandler):
+                if (
+                    existing not in adopted
+                    and not isinstance(existing, BaseQueueHandler)
+                    and not _stays_on_root(existing)
+                ):
                     adopted.append(existing)
         all_sinks = [*owned, *given, *(h for h in adopted if h not in given)]
         listener = QueueListener(
@@ -322,15 +353,19 @@ def configure(
             adopted=adopted,
             captured_warnings=capture_warnings,
             exit_timeout=exit_timeout,
+            # A reconfigure keeps the level from before the first configure() to restore.
+            root_level=root.level if old is None else old._root_level,
         )
         with logging._lock:  # type: ignore[attr-defined]
-            keep: list[logging.Handler] = []
+            # Observers that must see records on the logging thread stay (aiolog.testing's).
+            keep: list[logging.Handler] = [h for h in root.handlers if _stays_on_root(h)]
             if not adopt_handlers:
                 keep = [h for h in root.handlers if not isinstance(h, BaseQueueHandler)]
                 if old is not None:
                     keep = [*old.adopted, *(h for h in keep if h not in old.adopted)]
             root.handlers = [*keep, handler]  # one assignment: each record sees old or new
             root.setLevel(level_no)
+        pipeline._set_level = level_no
         _active = pipeline
         asyncio_diag._install(diag)
         if record_factory:
@@ -386,7 +421,12 @@ def get_pipeline() -> Pipeline | None:
 
 
 def shutdown(timeout: float = 5.0) -> bool:
-    """Stop the active pipeline (drain, detach, close owned sinks). True if all was written."""
+    """Stop the active pipeline: drain, detach, close owned sinks, restore the root logger.
+
+    The root logger gets back the handlers it had before :func:`configure` and its level
+    (unless something set another since), and ``warnings`` are no longer captured.
+    Return True if every record was written.
+    """
     pipeline = _active
     if pipeline is None:
         return True

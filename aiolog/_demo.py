@@ -11,7 +11,9 @@ it sleeps 1 ms over and over and records how late it wakes up.
    to stand for a slow disk or a network hop. Every task waits while any one task logs.
 
 Both runs do the same work; the table compares loop lag, records written and wall time.
-Everything is written to a temporary directory that is removed afterwards.
+The warnings of both runs go to stderr as text lines (coloured on a terminal), so the
+output reads the same whether stderr is a terminal, a pipe or a file. Everything else is
+written to a temporary directory that is removed afterwards.
 """
 
 from __future__ import annotations
@@ -137,12 +139,23 @@ def _count_lines(path: str) -> int:
         return 0
 
 
+def _stderr_is_a_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _run_aiolog(directory: str, tasks: int, per_task: int, seed: int) -> RunResult:
     import aiolog
 
     path = os.path.join(directory, "aiolog.jsonl")
     result = RunResult("aiolog")
-    pipeline = aiolog.configure(["stderr?level=WARNING", f"file:{path}"], level="INFO")
+    # Text on stderr either way, as in the blocking run: not JSON there and text here.
+    colors = "true" if _stderr_is_a_terminal() else "false"
+    pipeline = aiolog.configure(
+        [f"stderr?level=WARNING&format=text&colors={colors}", f"file:{path}"], level="INFO"
+    )
     try:
         start = time.perf_counter()
         asyncio.run(_workload(tasks, per_task, seed, result))
@@ -166,7 +179,7 @@ def _run_blocking(directory: str, tasks: int, per_task: int, seed: int) -> RunRe
     file_handler.setFormatter(JSONFormatter())
     stderr_handler = logging.StreamHandler(sys.stderr)
     stderr_handler.setLevel(logging.WARNING)
-    stderr_handler.setFormatter(TextFormatter())
+    stderr_handler.setFormatter(TextFormatter(colors=_stderr_is_a_terminal()))
     root.handlers = [file_handler, stderr_handler]
     root.setLevel(logging.INFO)
     try:

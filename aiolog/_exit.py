@@ -20,6 +20,10 @@ reach the sinks:
 * An ``os.fork()`` child that calls ``os._exit`` itself skips all of these: call
   ``aiolog.shutdown()`` (or the listener's ``stop()``) before ``os._exit`` there.
 
+A plain ``logging.Handler`` still stuck in ``emit()`` when the drain gives up holds its
+lock, which ``logging.shutdown`` would wait for forever: it is taken off logging's list of
+handlers to shut down (:func:`aiolog.sinks._adapter.forget_stuck_handlers`).
+
 When records were lost, one line on stderr says which sinks lost how many, unless stderr
 is itself a sink (its notices said it there).
 """
@@ -39,6 +43,7 @@ from typing import Any
 
 from aiolog import _listener
 from aiolog._listener import QueueListener, listeners, stop_all
+from aiolog.sinks import _adapter
 
 __all__ = ["add_drainer", "drain_all", "drain_on_sigterm", "report_losses"]
 
@@ -114,6 +119,8 @@ def report_losses(stopped: list[QueueListener]) -> None:
 
 def _at_exit() -> None:
     drain_all(_drain_timeout)
+    # A plain handler still stuck in emit() past the drain would hang logging.shutdown().
+    _adapter.forget_stuck_handlers()
 
 
 # -- SIGTERM ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from aiolog import _exit
+from aiolog import _exit, _options
 from aiolog._context import ORIGIN_TASK, callback_name, fill_context
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._listener import QueueListener
@@ -35,6 +35,7 @@ from aiolog._queue import (
     DEFAULT_TIMEOUT,
     EXC_BYTES,
     LARGE_TEXT,
+    OVERFLOW_POLICIES,
     RECORD_BYTES,
     Overflow,
     RecordQueue,
@@ -134,7 +135,9 @@ class BaseQueueHandler(logging.handlers.QueueHandler):
         timeout: float | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
-        options = queue_options(maxsize, max_bytes, overflow, timeout)
+        where = "QueueHandler()"
+        options = queue_options(where, maxsize, max_bytes, overflow, timeout)
+        level_no = _options.level(where, "level", level)
         if queue is None:
             queue = make_record_queue(options)
         elif options:
@@ -143,7 +146,7 @@ class BaseQueueHandler(logging.handlers.QueueHandler):
                 f"the queue instead ({type(queue).__name__} was given)"
             )
         super().__init__(queue)
-        self.setLevel(level)
+        self.setLevel(level_no)
         self._internal = _Counter()
         self._foreign_dropped = _Counter()
 
@@ -358,11 +361,26 @@ class BaseQueueHandler(logging.handlers.QueueHandler):
 
 
 def queue_options(
-    maxsize: int | None, max_bytes: int | None, overflow: Overflow | None, timeout: float | None
+    where: str,
+    maxsize: object = None,
+    max_bytes: object = None,
+    overflow: object = None,
+    timeout: object = None,
 ) -> dict[str, Any]:
-    """The queue settings given (not None), by the names :class:`RecordQueue` takes."""
-    given = {"maxsize": maxsize, "max_bytes": max_bytes, "overflow": overflow, "timeout": timeout}
-    return {key: value for key, value in given.items() if value is not None}
+    """The queue settings given (not None), read and named as :class:`RecordQueue` takes them.
+
+    :raises aiolog.OptionError: for a bad value, said at ``where``.
+    """
+    options: dict[str, Any] = {}
+    if maxsize is not None:
+        options["maxsize"] = _options.count(where, "maxsize", maxsize)
+    if max_bytes is not None:
+        options["max_bytes"] = _options.size(where, "max_bytes", max_bytes)
+    if overflow is not None:
+        options["overflow"] = _options.choice(where, "overflow", overflow, OVERFLOW_POLICIES)
+    if timeout is not None:
+        options["timeout"] = _options.duration(where, "timeout", timeout)
+    return options
 
 
 def make_record_queue(options: dict[str, Any]) -> RecordQueue:

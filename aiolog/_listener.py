@@ -45,6 +45,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from aiolog import _options
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._queue import RecordQueue
 from aiolog._record import get_message
@@ -175,26 +176,18 @@ class QueueListener(logging.handlers.QueueListener):
         report_interval: float = 5.0,
         name: str = "aiolog-listener",
     ) -> None:
+        where = "QueueListener()"
+        respect_handler_level = _options.boolean(
+            where, "respect_handler_level", respect_handler_level
+        )
+        max_batch = _options.count(where, "max_batch", max_batch)
+        linger = _options.duration(where, "linger", linger)
+        idle_after = _options.duration(where, "idle_after", idle_after)
+        buffer_size = _options.count(where, "buffer_size", buffer_size)
+        buffer_bytes = _options.size(where, "buffer_bytes", buffer_bytes)
+        stall_timeout = _options.duration(where, "stall_timeout", stall_timeout)
+        report_interval = _options.duration(where, "report_interval", report_interval)
         super().__init__(queue, *handlers, respect_handler_level=respect_handler_level)
-        for option, value in (
-            ("max_batch", max_batch),
-            ("buffer_size", buffer_size),
-            ("buffer_bytes", buffer_bytes),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{option} must be a positive integer, not {value!r}")
-        for option, seconds in (
-            ("linger", linger),
-            ("idle_after", idle_after),
-            ("stall_timeout", stall_timeout),
-            ("report_interval", report_interval),
-        ):
-            if (
-                isinstance(seconds, bool)
-                or not isinstance(seconds, (int, float))
-                or not 0 <= seconds < math.inf
-            ):
-                raise ValueError(f"{option} must be a number of seconds >= 0, not {seconds!r}")
         self.max_batch = max_batch
         self.linger = linger
         self.idle_after = idle_after

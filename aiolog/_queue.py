@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
+from aiolog import _options
 from aiolog._record import unpack
 
 __all__ = [
@@ -94,12 +95,6 @@ class _Sized:
         self.extra = extra
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return value
-
-
 class RecordQueue:
     """A bounded FIFO of log records with an explicit overflow policy.
 
@@ -132,18 +127,13 @@ class RecordQueue:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        _positive_int("maxsize", maxsize)
-        _positive_int("max_bytes", max_bytes)
-        if overflow not in OVERFLOW_POLICIES:
-            raise ValueError(
-                f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, not {overflow!r}"
-            )
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-            raise ValueError(f"timeout must be a non-negative number, not {timeout!r}")
+        where = "RecordQueue()"
+        maxsize = _options.count(where, "maxsize", maxsize)
+        max_bytes = _options.size(where, "max_bytes", max_bytes)
         self.maxsize = maxsize
         self.max_bytes = max_bytes
-        self.overflow: Overflow = overflow
-        self.timeout = float(timeout)
+        self.overflow: Overflow = _options.choice(where, "overflow", overflow, OVERFLOW_POLICIES)
+        self.timeout = _options.duration(where, "timeout", timeout)
         #: The count bound for ordinary records: both bounds in one number.
         self._limit = max(1, min(maxsize, max_bytes // RECORD_BYTES))
         #: Where ``block`` makes plain threads wait (half of both bounds).

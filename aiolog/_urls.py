@@ -1,13 +1,25 @@
-"""Sink URLs: parsing helpers and redaction of secrets for stats, reprs and errors."""
+"""Sink URLs: redaction of secrets for stats, reprs and errors (parsing: aiolog._options)."""
 
 from __future__ import annotations
 
 import re
 import urllib.parse
 
-__all__ = ["query_options", "redact_url"]
+__all__ = ["is_secret", "redact_url"]
 
 _SECRET_KEYS = re.compile(r"(pass|secret|token|key|auth|signature|sig)", re.IGNORECASE)
+
+
+#: Setting names whose values are never shown in errors (``sig`` as a whole word only:
+#: ``drain_on_sigterm`` is not a secret).
+_SECRET_OPTION = re.compile(
+    r"pass|secret|token|auth|signature|key(?![a-z])|(?<![a-z])sig(?![a-z])|header", re.IGNORECASE
+)
+
+
+def is_secret(option: str) -> bool:
+    """True for a setting whose value must never be shown (``token``, ``key``, headers...)."""
+    return _SECRET_OPTION.search(option) is not None
 
 
 def redact_url(url: str) -> str:
@@ -29,14 +41,3 @@ def redact_url(url: str) -> str:
             for k, v in pairs
         )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def query_options(url: str) -> dict[str, str]:
-    """The query parameters of ``url`` as a dict; a repeated key raises ``ValueError``."""
-    query = urllib.parse.urlsplit(url).query
-    options: dict[str, str] = {}
-    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
-        if key in options:
-            raise ValueError(f"sink option {key!r} given twice in {redact_url(url)!r}")
-        options[key] = value
-    return options

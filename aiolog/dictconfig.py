@@ -94,7 +94,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import Any
 
-from aiolog import _factory
+from aiolog import _factory, _options
 from aiolog._exit import drain_on_sigterm
 from aiolog._handler import (
     BaseQueueHandler,
@@ -120,7 +120,8 @@ QUEUE_OPTIONS = ("maxsize", "max_bytes", "overflow", "timeout")
 #: Keys the 3.12+ configurator consumes itself before building the handler.
 _STDLIB_KEYS = frozenset({"queue", "listener", "handlers", "respect_handler_level"})
 
-#: The default bound, overflow policy and block timeout, as in :class:`aiolog.RecordQueue`.
+#: Every key of a queue handler's dict that the handler itself takes.
+_HANDLER_KEYS = frozenset({*_STDLIB_KEYS, *QUEUE_OPTIONS, "level"})
 
 ListenerFactory = Callable[..., logging.handlers.QueueListener]
 
@@ -145,30 +146,31 @@ def listener(**options: Any) -> ListenerFactory:
         "report_interval",
         "name",
     }
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(
-            f"unknown QueueListener option(s) {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(known))})"
-        )
+    where = "aiolog.dictconfig.listener()"
+    _options.check_known(where, sorted(options), known)
+    with _options.located(where):
+        # Built once now, to check every value while dictConfig can still say which.
+        QueueListener(queue_module.SimpleQueue(), **options)
     return functools.partial(QueueListener, **options)
 
 
-def resolve_handlers(specs: Iterable[logging.Handler | str]) -> list[logging.Handler]:
+def resolve_handlers(
+    specs: Iterable[logging.Handler | str], where: str = "QueueHandler()"
+) -> list[logging.Handler]:
     """The handler objects for ``specs``: handlers as they are, names looked up.
 
     :raises ValueError: for a name no handler has, caused by ``TypeError("target not
         configured yet")`` so that dictConfig retries once its other handlers exist.
     """
     if isinstance(specs, (str, bytes)) or not isinstance(specs, Iterable):
-        raise ValueError(f"'handlers' must be a list of handler names, not {specs!r}")
+        raise _options.OptionError(where, "handlers", specs, "a list of handler names")
     handlers: list[logging.Handler] = []
     for spec in specs:
         if isinstance(spec, logging.Handler):
             handlers.append(spec)
             continue
         if not isinstance(spec, str):
-            raise ValueError(f"'handlers' must hold handler names, not {spec!r}")
+            raise _options.OptionError(where, "handlers", specs, "a list of handler names")
         handler = logging._handlers.get(spec)  # type: ignore[attr-defined]
         if handler is None:
             raise ValueError(
@@ -179,21 +181,25 @@ def resolve_handlers(specs: Iterable[logging.Handler | str]) -> list[logging.Han
     return handlers
 
 
-def _custom(spec: Mapping[str, Any], what: str) -> Any:
+_LISTENER_EXPECTED = "a QueueListener class or factory: a dotted name, a '()' dict or an object"
+_QUEUE_EXPECTED = "a queue: a dotted name of a queue class, a '()' dict or a queue object"
+
+
+def _custom(spec: Mapping[str, Any], where: str, what: str, expected: str) -> Any:
     """Build ``{"()": factory, **kwargs}`` the way dictConfig builds user-defined objects."""
     if "()" not in spec:
-        raise ValueError(f"a {what} given as a dict needs a '()' key naming its factory")
+        raise _options.OptionError(where, what, dict(spec), f"{expected} (a dict needs '()')")
     return _configurator.configure_custom(dict(spec))
 
 
-def _resolve(name: str, what: str) -> Any:
+def _resolve(name: str, where: str, what: str, expected: str) -> Any:
     try:
         return _configurator.resolve(name)
     except (ImportError, ValueError) as exc:
-        raise ValueError(f"cannot import the {what} {name!r}: {exc}") from exc
+        raise _options.OptionError(where, what, name, f"{expected} (cannot import it)") from exc
 
 
-def listener_factory(spec: Any) -> ListenerFactory:
+def listener_factory(spec: Any, where: str = "QueueHandler()") -> ListenerFactory:
     """The callable that builds the listener: ``spec`` resolved as 3.12's dictConfig does.
 
     ``None`` means :class:`aiolog.QueueListener`; a string is a dotted name; a dict is built
@@ -201,35 +207,37 @@ def listener_factory(spec: Any) -> ListenerFactory:
     """
     if spec is None:
         return QueueListener
+    given = spec
     if isinstance(spec, str):
-        spec = _resolve(spec, "listener")
+        spec = _resolve(spec, where, "listener", _LISTENER_EXPECTED)
     elif isinstance(spec, Mapping):
-        spec = _custom(spec, "listener")
+        spec = _custom(spec, where, "listener", _LISTENER_EXPECTED)
     if isinstance(spec, type) and not issubclass(spec, logging.handlers.QueueListener):
-        raise ValueError(f"listener {spec!r} is not a logging.handlers.QueueListener subclass")
+        raise _options.OptionError(where, "listener", given, _LISTENER_EXPECTED)
     if not callable(spec):
-        raise ValueError(f"listener must be a QueueListener class or factory, not {spec!r}")
+        raise _options.OptionError(where, "listener", given, _LISTENER_EXPECTED)
     factory: ListenerFactory = spec
     return factory
 
 
-def make_queue(spec: Any) -> Any:
+def make_queue(spec: Any, where: str = "QueueHandler()") -> Any:
     """The queue object ``spec`` names, resolved as 3.12's dictConfig does.
 
     A dotted name is imported and called with no arguments; a dict is built with its
     ``"()"`` factory; an object with ``put_nowait`` is used as it is.
     """
+    given = spec
     if isinstance(spec, str):
-        factory = _resolve(spec, "queue")
+        factory = _resolve(spec, where, "queue", _QUEUE_EXPECTED)
         if not callable(factory):
-            raise ValueError(f"queue {spec!r} is not callable")
+            raise _options.OptionError(where, "queue", given, _QUEUE_EXPECTED)
         spec = factory()
     elif isinstance(spec, Mapping):
-        spec = _custom(spec, "queue")
+        spec = _custom(spec, where, "queue", _QUEUE_EXPECTED)
     elif isinstance(spec, type):
         spec = spec()
     if not callable(getattr(spec, "put_nowait", None)):
-        raise ValueError(f"{spec!r} is not a queue (it has no put_nowait method)")
+        raise _options.OptionError(where, "queue", given, f"{_QUEUE_EXPECTED} (with put_nowait)")
     return spec
 
 
@@ -279,6 +287,20 @@ def _dictconfig_frame(start: FrameType | None) -> FrameType | None:
             return frame
         frame = frame.f_back
     return None
+
+
+def handler_where(default: str) -> str:
+    """The ``<where>`` of an error in a handler dictConfig is building, else ``default``.
+
+    ``dictConfig handler 'queue'``: the name is read from the configurator's frame
+    (``configure``, which calls ``configure_handler`` for each name), found by code object.
+    """
+    frame = _dictconfig_frame(sys._getframe(1))
+    if frame is None:
+        return default
+    caller = frame.f_back
+    name = caller.f_locals.get("name") if caller is not None else None
+    return f"dictConfig handler {name!r}" if isinstance(name, str) else "dictConfig handler"
 
 
 def building_handler() -> bool:
@@ -355,8 +377,14 @@ class QueueHandler(BaseQueueHandler):
         overflow: Overflow | None = None,
         timeout: float | None = None,
         level: int | str = logging.NOTSET,
+        **unknown: Any,
     ) -> None:
-        options = queue_options(maxsize, max_bytes, overflow, timeout)
+        where = handler_where("QueueHandler()")
+        _options.check_known(where, unknown, _HANDLER_KEYS)
+        options = queue_options(where, maxsize, max_bytes, overflow, timeout)
+        respect_handler_level = _options.boolean(
+            where, "respect_handler_level", respect_handler_level
+        )
         pending: dict[str, Any] = {}
         listener_obj: logging.handlers.QueueListener | None = None
         # Resolve everything before the handler exists: a target that is not built yet
@@ -364,7 +392,7 @@ class QueueHandler(BaseQueueHandler):
         targets = None
         if handlers is not None:
             try:
-                targets = resolve_handlers(handlers)
+                targets = resolve_handlers(handlers, where)
             except ValueError as exc:
                 if "not configured yet" in str(exc.__cause__):
                     restore_for_retry()
@@ -375,7 +403,7 @@ class QueueHandler(BaseQueueHandler):
             queue = make_record_queue(options)
         else:
             if not callable(getattr(queue, "put_nowait", None)):
-                queue = make_queue(queue)
+                queue = make_queue(queue, where)
             if options:
                 if not is_stdlib_default_queue(queue):
                     raise ValueError(
@@ -384,7 +412,7 @@ class QueueHandler(BaseQueueHandler):
                     )
                 pending = options  # 3.13's dictConfig: replaced when the listener is set
         if targets is not None:
-            factory = listener_factory(listener)
+            factory = listener_factory(listener, where)
             listener_obj = factory(queue, *targets, respect_handler_level=respect_handler_level)
         super().__init__(queue, level=level)
         self._pending_options = pending
@@ -423,10 +451,12 @@ class QueueHandler(BaseQueueHandler):
             self.__dict__["_listener"] = listener
             return
         options = {**self.__dict__.get("_pending_options", {})}
-        for key, value in options_dropped_by_stdlib(frame).items():
-            if key not in QUEUE_OPTIONS:
-                raise TypeError(f"aiolog.QueueHandler got an unexpected key {key!r}")
-            options.setdefault(key, value)
+        dropped = options_dropped_by_stdlib(frame)
+        if dropped:
+            where = handler_where("QueueHandler()")
+            _options.check_known(where, dropped, QUEUE_OPTIONS)
+            given = {key: value for key, value in dropped.items() if key not in options}
+            options.update(queue_options(where, **given))
         if listener.queue is self.queue and is_stdlib_default_queue(self.queue):
             bounded = make_record_queue(options)
             self.queue = listener.queue = bounded

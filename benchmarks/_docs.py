@@ -229,7 +229,7 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
     rows = full.targets(summaries, results.get("scenarios", {}), results.get("pairs"))
     if rows:
         lines += [
-            "## Targets (issue 6)",
+            "## Targets",
             "",
             "Comparisons marked *back-to-back pairs* come from runs of the two sides one right",
             "after the other (order alternating), judged by the median of the per-pair ratios:",

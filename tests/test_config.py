@@ -51,6 +51,28 @@ def test_default_level_is_info_and_env_overrides(monkeypatch: pytest.MonkeyPatch
     assert logging.ERROR == logging.getLogger().level
 
 
+def test_shutdown_restores_the_root_level_configure_changed() -> None:
+    """configure() lowers DEBUG to INFO; shutdown() puts DEBUG back, after a reconfigure too."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    aiolog.configure([CaptureSink()], level="INFO")
+    assert logging.INFO == root.level
+    aiolog.configure([CaptureSink()], level="WARNING")
+    assert logging.WARNING == root.level
+    assert aiolog.shutdown()
+    assert logging.DEBUG == root.level
+
+
+def test_shutdown_keeps_a_root_level_set_after_configure() -> None:
+    """A level the application set after configure() is its own: shutdown() leaves it."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    aiolog.configure([CaptureSink()], level="INFO")
+    root.setLevel(logging.ERROR)
+    assert aiolog.shutdown()
+    assert logging.ERROR == root.level
+
+
 def test_default_sink_is_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without sinks and AIOLOG_SINKS, records go to stderr."""
     monkeypatch.delenv("AIOLOG_SINKS", raising=False)

@@ -378,6 +378,21 @@ def test_makelogrecord_copies_keep_the_context(logger: logging.Logger) -> None:
     assert "r-9" == context[request_id]
 
 
+def run_script(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` as a script in a fresh interpreter (3.12+'s fork() warning off)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONDEVMODE", None)
+    return subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 COOKBOOK = """
 import logging, logging.handlers, multiprocessing, sys
 import aiolog
@@ -424,17 +439,7 @@ def test_the_cookbook_multiprocessing_recipe_delivers_everything(
     if method == "fork" and not hasattr(os, "fork"):
         pytest.skip("needs fork")
     out = tmp_path / "mp.log"
-    script = tmp_path / "cookbook.py"
-    script.write_text(textwrap.dedent(COOKBOOK).format(out=str(out)))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTHONDEVMODE", None)
-    proc = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", str(script), method, listener],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_script(tmp_path, COOKBOOK.format(out=str(out)), method, listener)
     assert 0 == proc.returncode, proc.stderr
     assert "" == proc.stderr
     heads = [line for line in out.read_text().splitlines() if line.startswith("child")]
@@ -471,17 +476,7 @@ print(os.waitstatus_to_exitcode(status))
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_listener_on_a_shared_queue_stays_in_the_parent(tmp_path: Path) -> None:
     out = tmp_path / "shared.log"
-    script = tmp_path / "shared.py"
-    script.write_text(textwrap.dedent(FORKED_SHARED).format(out=str(out)))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTHONDEVMODE", None)
-    proc = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_script(tmp_path, FORKED_SHARED.format(out=str(out)))
     assert 0 == proc.returncode, proc.stderr
     assert "0" == proc.stdout.strip()
     assert [f"child {i}" for i in range(2000)] == out.read_text().splitlines()

@@ -27,6 +27,7 @@ def test_no_private_names_exported() -> None:
         "aiolog.asyncio_diag",
         "aiolog.dictconfig",
         "aiolog.formatting",
+        "aiolog.pytest_plugin",
         "aiolog.sinks",
         "aiolog.structlog",
         "aiolog.testing",

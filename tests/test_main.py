@@ -52,10 +52,21 @@ def test_no_subcommand_prints_help_and_fails() -> None:
 
 @pytest.mark.parametrize("command", ["demo", "bench"])
 def test_subcommand_help(command: str) -> None:
-    """Each subcommand has its own --help."""
+    """Each subcommand has its own --help, in plain text (no reST markup)."""
     proc = run_module("-m", "aiolog", command, "--help", timeout=30)
     assert 0 == proc.returncode, proc.stderr
     assert f"python -m aiolog {command}" in proc.stdout
+    assert "``" not in proc.stdout
+    assert ":class:" not in proc.stdout
+
+
+def test_version_is_the_installed_distribution() -> None:
+    """``python -m aiolog --version`` prints the distribution's name and version, exit 0."""
+    from importlib.metadata import version
+
+    proc = run_module("-m", "aiolog", "--version", timeout=30)
+    assert 0 == proc.returncode, proc.stderr
+    assert f"aiolog-queue {version('aiolog-queue')}\n" == proc.stdout
 
 
 @pytest.mark.timeout(120)
@@ -89,6 +100,11 @@ def test_demo_reports_and_aiolog_writes_every_record() -> None:
     assert 1 == len(file_sinks), report
     assert logged[0] == number(file_sinks[0][1])
     assert all("0" == s[2] for s in sinks), sinks
+    # stderr is a pipe here: both runs' warnings are text lines alike, none is JSON.
+    warnings = [line for line in proc.stderr.splitlines() if "was slow" in line]
+    assert 2 <= len(warnings), proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("{")], proc.stderr
+    assert 1 == len({line.split("request ")[0].split()[-1] for line in warnings}), warnings
 
 
 @pytest.mark.timeout(90)

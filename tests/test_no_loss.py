@@ -291,6 +291,34 @@ def test_a_loss_is_said_on_stderr_at_exit(tmp_path: Path) -> None:
     assert overflow == sum(n["aiolog_lost"]["queue"]["queue_overflow"] for n in notices)
 
 
+HUNG_HANDLER_AT_EXIT = """
+import logging, threading
+import aiolog
+
+class HungHandler(logging.Handler):
+    def emit(self, record):
+        threading.Event().wait()  # never returns, holding the handler's lock
+
+aiolog.configure([HungHandler(), "file:{out}"], exit_timeout=1)
+logging.getLogger("app").warning("to both")
+"""
+
+
+def test_a_handler_stuck_in_emit_does_not_hang_the_exit(tmp_path: Path) -> None:
+    """Exit waits exit_timeout for a plain handler stuck in emit(), then ends (not forever).
+
+    Regression: the drain gave up after exit_timeout, then ``logging.shutdown()`` waited
+    forever for the lock the stuck ``emit()`` held.
+    """
+    out = tmp_path / "app.jsonl"
+    started = time.monotonic()
+    proc = run_program(tmp_path, HUNG_HANDLER_AT_EXIT, out=out, timeout=30)
+    assert 0 == proc.returncode, proc.stderr
+    assert time.monotonic() - started < 20  # exit_timeout is 1 s; forever before the fix
+    assert "aiolog: records were lost: 'HungHandler': 1 deadline\n" == proc.stderr
+    assert ["to both"] == [line["message"] for line in app_lines(out)]  # the other sink
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
     """Poll ``predicate`` every 10 ms until it holds; False after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

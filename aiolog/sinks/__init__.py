@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiolog._urls import redact_url
+from aiolog._options import OptionError, located, url_where
 from aiolog.sinks._base import Sink, WriteResult
 
 __all__ = ["SCHEMES", "Sink", "WriteResult", "sink"]
@@ -58,6 +58,12 @@ def _fluent_factory(url: str, **options: Any) -> logging.Handler:
     return FluentSink.from_url(url, **options)
 
 
+def _journald_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.journald import JournaldSink
+
+    return JournaldSink.from_url(url, **options)
+
+
 #: URL scheme -> factory ``(url, **options) -> logging.Handler``.
 SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "stderr": _stream_factory,
@@ -74,6 +80,7 @@ SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "otlp+https": _otlp_factory,
     "fluent": _fluent_factory,
     "fluent+tls": _fluent_factory,
+    "journald": _journald_factory,
 }
 
 
@@ -85,18 +92,18 @@ def sink(url: str, **options: Any) -> logging.Handler:
     ``{"()": "aiolog.sink", "url": "file:app.jsonl"}``; ``formatter``/``level`` keys of
     such a dict are applied by dictConfig itself.
 
-    :raises ValueError: unknown scheme or option, bad value, unwritable path; the message
-        names the culprit (with secrets redacted).
+    :raises aiolog.OptionError: (a :class:`ValueError`) unknown scheme or option, bad
+        value, unwritable path: ``sink 'URL': bad OPTION=VALUE: expected ...``, secrets
+        redacted. Building a sink opens nothing: a refused one leaves nothing behind.
     """
     if not isinstance(url, str) or not url.strip():
-        raise ValueError(f"a sink URL must be a non-empty string, not {url!r}")
+        raise OptionError("sink()", "url", url, "a sink URL such as 'stderr' or 'file:app.log'")
     url = url.strip()
     scheme = url.split(":", 1)[0].split("?", 1)[0].lower()
     try:
         factory = SCHEMES[scheme]
     except KeyError:
         known = ", ".join(sorted(SCHEMES))
-        raise ValueError(
-            f"unknown sink URL scheme {scheme!r} in {redact_url(url)!r} (known: {known})"
-        ) from None
-    return factory(url, **options)
+        raise OptionError(url_where(url), "scheme", scheme, f"one of {known}") from None
+    with located(url_where(url)):
+        return factory(url, **options)

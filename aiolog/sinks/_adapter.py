@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,9 +19,11 @@ from aiolog._executor import DaemonExecutor
 from aiolog._record import CapturedRecord
 from aiolog.sinks._base import WriteResult
 
-__all__ = ["HandlerSink"]
+__all__ = ["HandlerSink", "forget_stuck_handlers"]
 
 _new_record = logging.LogRecord.__new__
+#: Adapters let go of while their worker was still inside the handler (see release()).
+_let_go_busy: weakref.WeakSet[HandlerSink] = weakref.WeakSet()
 
 
 class HandlerSink:
@@ -45,6 +48,7 @@ class HandlerSink:
         self.errors = 0
         self.last_error: str | None = None
         self._failed_in_batch = 0
+        self._busy = 0  # batches the worker is in (changed on the worker thread only)
 
     @property
     def display_name(self) -> str:
@@ -75,16 +79,20 @@ class HandlerSink:
         self._failed_in_batch = 0
         filtered = 0
         handler = self.handler
-        for record in records:
-            copy: logging.LogRecord = _new_record(logging.LogRecord)
-            copy.__dict__ = record.__dict__.copy()
-            if isinstance(record, CapturedRecord):  # its context is kept in a slot
-                copy.aiolog_context = getattr(record, "aiolog_context", None)
-            try:
-                if handler.handle(copy) is False:
-                    filtered += 1
-            except Exception as exc:  # a handler that raises past its own emit guard
-                self._handle_error_from(exc)
+        self._busy += 1
+        try:
+            for record in records:
+                copy: logging.LogRecord = _new_record(logging.LogRecord)
+                copy.__dict__ = record.__dict__.copy()
+                if isinstance(record, CapturedRecord):  # its context is kept in a slot
+                    copy.aiolog_context = getattr(record, "aiolog_context", None)
+                try:
+                    if handler.handle(copy) is False:
+                        filtered += 1
+                except Exception as exc:  # a handler that raises past its own emit guard
+                    self._handle_error_from(exc)
+        finally:
+            self._busy -= 1
         return WriteResult(lost=self._failed_in_batch, filtered=filtered)
 
     def _handle_error_from(self, exc: BaseException) -> None:
@@ -111,9 +119,15 @@ class HandlerSink:
         await loop.run_in_executor(self.executor, self.handler.flush)
 
     def release(self) -> None:
-        """Give the handler back its own ``handleError`` and let the worker thread end."""
+        """Give the handler back its own ``handleError`` and let the worker thread end.
+
+        A worker still inside the handler (the stop's deadline passed during a write) is
+        remembered: see :func:`forget_stuck_handlers`.
+        """
         if self.handler.__dict__.get("handleError") == self._handle_error:
             del self.handler.__dict__["handleError"]
+        if self._busy:
+            _let_go_busy.add(self)
         self.executor.shutdown(wait=False)
 
     def after_fork(self) -> None:
@@ -122,3 +136,21 @@ class HandlerSink:
 
     def __repr__(self) -> str:
         return f"<HandlerSink {self.handler!r}>"
+
+
+def forget_stuck_handlers() -> list[logging.Handler]:
+    """Keep ``logging.shutdown()`` away from handlers stuck in ``emit()``; return them.
+
+    A handler whose ``emit()`` never returns (a hung disk, a socket without a timeout)
+    holds its lock; at exit ``logging.shutdown()`` takes every handler's lock to flush and
+    close it, and would wait for that one forever, long after the exit drain gave up on it.
+    For each adapter let go of while its worker was inside the handler, and still is, the
+    handler is taken off logging's list of handlers to shut down (its records were counted
+    as lost by the drain). Called at interpreter exit, after the drain.
+    """
+    stuck = [adapter.handler for adapter in list(_let_go_busy) if adapter._busy]
+    if stuck:
+        with logging._lock:  # type: ignore[attr-defined]
+            handler_list: list[Any] = logging._handlerList  # type: ignore[attr-defined]
+            handler_list[:] = [ref for ref in handler_list if ref() not in stuck]
+    return stuck

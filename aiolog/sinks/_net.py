@@ -33,14 +33,13 @@ import contextlib
 import logging
 import os
 import random
-import re
 import ssl
-import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from aiolog import _options
+from aiolog._options import OptionError
 from aiolog._record import expose_context
-from aiolog._urls import query_options, redact_url
 from aiolog.sinks._base import Sink
 
 __all__ = [
@@ -49,12 +48,6 @@ __all__ = [
     "NetworkSink",
     "TLSOptions",
     "context_items",
-    "parse_bool",
-    "parse_endpoint",
-    "parse_level",
-    "parse_seconds",
-    "parse_size",
-    "url_options",
 ]
 
 #: Default seconds for a TCP connect plus TLS handshake.
@@ -74,109 +67,9 @@ COMMON_OPTIONS: Final = frozenset(
     {"level", "connect_timeout", "write_timeout", "backoff_initial", "backoff_max"}
 )
 
-_UNITS: Final = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_SIZE_RE: Final = re.compile(r"(\d+)\s*(?:([kmg])(?:i?b)?|b)?", re.IGNORECASE)
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
-
-# ---------------------------------------------------------------------------- options
-
-
-def _bad(sink: str, option: str, value: object, why: str) -> ValueError:
-    return ValueError(f"{sink}: bad {option}={value!r}: {why}")
-
-
-def parse_bool(sink: str, option: str, value: object) -> bool:
-    """``True``/``False``, or a URL spelling of one (``true``, ``1``, ``yes``, ``on``...)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-    raise _bad(sink, option, value, "expected true or false")
-
-
-def parse_seconds(sink: str, option: str, value: object, *, minimum: float = 0.0) -> float:
-    """A positive number of seconds, from a number or a URL string."""
-    try:
-        seconds = float(value) if not isinstance(value, bool) else -1.0  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if seconds != seconds or seconds <= minimum or seconds == float("inf"):
-        raise _bad(sink, option, value, f"expected a number of seconds above {minimum:g}")
-    return seconds
-
-
-def parse_size(sink: str, option: str, value: object, *, low: int, high: int) -> int:
-    """Bytes from an ``int`` or a string such as ``"2048"``, ``"64KB"``, ``"1MiB"``."""
-    size = -1
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    elif isinstance(value, str) and (match := _SIZE_RE.fullmatch(value.strip())):
-        size = int(match[1]) * _UNITS[(match[2] or "").lower()]
-    if not low <= size <= high:
-        raise _bad(sink, option, value, f"expected a size in bytes from {low} to {high}")
-    return size
-
-
-def parse_level(sink: str, value: object) -> int | str:
-    """A handler level: a number, or the name of a registered level."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        name = value.strip().upper()
-        if name.isdigit():
-            return int(name)
-        if isinstance(logging.getLevelName(name), int):
-            return name
-    raise _bad(sink, "level", value, "expected a level name such as 'INFO' or a number")
-
-
-def url_options(
-    sink: str, url: str, options: Mapping[str, Any], known: Iterable[str]
-) -> dict[str, Any]:
-    """The URL's query merged with keyword ``options`` (which win); unknown keys raise.
-
-    A key ending in ``.`` in ``known`` (``"header."``) admits every key with that prefix.
-    """
-    merged: dict[str, Any] = dict(query_options(url))
-    merged.update(options)
-    names = frozenset(known)
-    prefixes = tuple(name for name in names if name.endswith("."))
-    unknown = sorted(k for k in merged if k not in names and not k.startswith(prefixes))
-    if unknown:
-        listed = ", ".join(sorted(names))
-        raise ValueError(
-            f"{sink}: unknown option {unknown[0]!r} in {redact_url(url)!r}; known: {listed}"
-        )
-    return merged
-
-
-def parse_endpoint(sink: str, url: str, default_port: int) -> tuple[str, int]:
-    """``(host, port)`` of a ``scheme://host[:port]`` URL, checked now rather than at connect.
-
-    IPv6 literals are written in brackets (``[::1]:514``) and returned without them.
-    """
-    safe = redact_url(url)
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError as exc:
-        raise ValueError(f"{sink}: bad URL {safe!r}: {exc}") from None
-    host = parts.hostname
-    if not host:
-        raise ValueError(f"{sink}: the URL {safe!r} names no host (expected scheme://host:port)")
-    hostport = parts.netloc.rpartition("@")[2]
-    raw_port = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
-    raw_port = raw_port.partition(":")[2] if ":" in raw_port else ""
-    if not raw_port:
-        return host, default_port
-    if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
-        raise ValueError(f"{sink}: bad port {raw_port!r} in {safe!r}: expected 1-65535")
-    return host, int(raw_port)
+def _bad(sink: str, option: str, value: object, why: str) -> OptionError:
+    return OptionError(sink, option, value, why)
 
 
 # ---------------------------------------------------------------------------- TLS
@@ -205,17 +98,17 @@ class TLSOptions:
         verify: bool | str = True,
         server_hostname: str | None = None,
     ) -> None:
-        self.verify = parse_bool(sink, "verify", verify)
+        self.verify = _options.boolean(sink, "verify", verify)
         self.server_hostname = server_hostname or host
         if key is not None and cert is None:
-            raise _bad(sink, "key", "***", "a client key needs cert= as well")
+            raise _bad(sink, "key", key, "a client key together with cert=")
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if ca is not None:
             _check_readable(sink, "ca", ca)
             try:
                 context.load_verify_locations(cafile=ca)
             except (OSError, ssl.SSLError) as exc:
-                raise _bad(sink, "ca", ca, f"not a PEM file of certificates: {exc}") from None
+                raise _bad(sink, "ca", ca, f"a PEM file of certificates ({exc})") from None
         if cert is not None:
             _check_readable(sink, "cert", cert)
             if key is not None:
@@ -223,9 +116,7 @@ class TLSOptions:
             try:
                 context.load_cert_chain(cert, key)
             except (OSError, ssl.SSLError) as exc:
-                raise _bad(
-                    sink, "cert", cert, f"cannot load the client certificate: {exc}"
-                ) from None
+                raise _bad(sink, "cert", cert, f"a loadable client certificate ({exc})") from None
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -234,7 +125,7 @@ class TLSOptions:
 
 def _check_readable(sink: str, option: str, path: str) -> None:
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise _bad(sink, option, path, "not a readable file")
+        raise _bad(sink, option, path, "a readable file (it is not one)")
 
 
 def tls_options(sink: str, host: str, options: dict[str, Any]) -> TLSOptions:
@@ -340,13 +231,17 @@ class NetworkSink(Sink):
         backoff_initial: float | str = BACKOFF_INITIAL,
         backoff_max: float | str = BACKOFF_MAX,
     ) -> None:
-        super().__init__(parse_level(self.kind, level))
-        self.connect_timeout = parse_seconds(self.kind, "connect_timeout", connect_timeout)
-        self.write_timeout = parse_seconds(self.kind, "write_timeout", write_timeout)
-        self.backoff = Backoff(
-            parse_seconds(self.kind, "backoff_initial", backoff_initial),
-            parse_seconds(self.kind, "backoff_max", backoff_max),
+        where = f"{self.kind}()"
+        level_no = _options.level(where, "level", level)
+        self.connect_timeout = _options.duration(
+            where, "connect_timeout", connect_timeout, positive=True
         )
+        self.write_timeout = _options.duration(where, "write_timeout", write_timeout, positive=True)
+        self.backoff = Backoff(
+            _options.duration(where, "backoff_initial", backoff_initial, positive=True),
+            _options.duration(where, "backoff_max", backoff_max, positive=True),
+        )
+        super().__init__(level_no)
         #: Attempts after a failure: reconnections and resent requests.
         self.retries = 0
         #: Connections (or HTTP clients) established.

@@ -37,8 +37,9 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aiolog import _options
 from aiolog._executor import DaemonExecutor
-from aiolog._urls import query_options
+from aiolog._options import OptionError
 from aiolog.sinks._base import Sink
 
 __all__ = ["FileSink"]
@@ -49,9 +50,6 @@ CHUNK_SIZE = 1 << 20
 
 #: How long :meth:`FileSink.aclose` waits for a running compression.
 COMPRESS_WAIT = 5.0
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_SIZE_RE = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?:(?P<unit>[kmg])(?:i?b)?|b)?", re.I)
 
 _INTERVALS = {"S": 1, "M": 60, "H": 60 * 60, "D": 24 * 60 * 60}
 _WHEN_ALIASES = {"HOURLY": "H", "DAILY": "D"}
@@ -70,68 +68,32 @@ _URL_OPTIONS = frozenset(
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
-def _bad(option: str, value: object, why: str) -> ValueError:
-    return ValueError(f"FileSink: bad {option}={value!r}: {why}")
+_WHERE = "FileSink()"
+_WHEN_EXPECTED = "'midnight', 'S', 'M', 'H', 'D', 'W0'-'W6', 'hourly' or 'daily'"
+_MODE_EXPECTED = "permission bits up to 0o777, such as 0o640 ('640' in a URL)"
 
 
-def _parse_size(value: int | str) -> int:
-    """Return *value* in bytes: an ``int``, or a string such as ``"500KB"`` or ``"1.5MiB"``.
-
-    Units are binary, as in logrotate: ``K``/``KB``/``KiB`` = 1024, ``M``/``MB``/``MiB`` =
-    1024², ``G``/``GB``/``GiB`` = 1024³, any case; no unit (or ``B``) means bytes. Raise
-    :class:`ValueError` naming ``rotate`` unless the result is at least one byte.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    elif isinstance(value, str) and (match := _SIZE_RE.fullmatch(value.strip())):
-        unit = (match["unit"] or "").lower()
-        size = int(float(match["number"]) * _UNITS[unit])
-    else:
-        raise _bad("rotate", value, "expected a size in bytes or a string like '10MB', '1.5GiB'")
-    if size < 1:
-        raise _bad("rotate", value, "the size must be at least one byte")
-    return size
+def _bad(option: str, value: object, why: str) -> OptionError:
+    return OptionError(_WHERE, option, value, why)
 
 
-def _parse_when(value: str) -> str:
+def _parse_when(value: object) -> str:
     if isinstance(value, str):
         key = value.strip().upper()
         key = _WHEN_ALIASES.get(key, key)
         if key in _WHENS:
             return key
-    raise _bad(
-        "when", value, "expected 'midnight', 'S', 'M', 'H', 'D', 'W0'-'W6', 'hourly' or 'daily'"
-    )
+    raise _bad("when", value, _WHEN_EXPECTED)
 
 
-def _parse_keep(value: int | str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise _bad("keep", value, "expected a non-negative integer")
-
-
-def _parse_mode(value: int | str) -> int:
+def _parse_mode(value: object) -> int:
     try:
-        mode = int(value.removeprefix("0o"), 8) if isinstance(value, str) else value
+        mode = int(value.strip().removeprefix("0o"), 8) if isinstance(value, str) else value
     except ValueError:
         mode = -1
     if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o777:
         return mode
-    raise _bad(
-        "mode", value, "expected permission bits up to 0o777, such as 0o640 ('640' in a URL)"
-    )
-
-
-def _parse_level(value: int | str) -> int | str:
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and isinstance(logging.getLevelName(value.upper()), int):
-        return value.upper()
-    raise _bad("level", value, "expected a level name such as 'INFO' or a number")
+    raise _bad("mode", value, _MODE_EXPECTED)
 
 
 def _next_rollover(when: str, now: float) -> float:
@@ -176,19 +138,60 @@ def _notice(message: str) -> None:
 
 
 def _check_writable(path: str) -> None:
-    """Raise :class:`ValueError` naming *path* unless the sink can create and append to it."""
-    directory = os.path.dirname(path)
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise _bad("path", path, f"cannot create its directory: {exc.strerror or exc}") from None
+    """Raise :class:`OptionError` naming *path* unless the sink can create and append to it.
+
+    Changes nothing: a missing directory is created when the file is first opened, so a
+    configuration that fails on another setting leaves no directory behind. What is
+    checked is that the nearest existing ancestor is a directory this process may
+    create entries in (for root, also that it is not in a file system that refuses
+    new directories, such as /proc).
+    """
+    expected = "a path where the process can create and append to a file"
     if os.path.isdir(path):
-        raise _bad("path", path, "it is a directory")
+        raise _bad("path", path, f"{expected} (it is a directory)")
     if os.path.lexists(path):
         if not os.access(path, os.W_OK):
-            raise _bad("path", path, "the file is not writable")
-    elif not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
-        raise _bad("path", path, f"cannot create files in {directory!r}")
+            raise _bad("path", path, f"{expected} (the file is not writable)")
+        return
+    directory = os.path.dirname(path)
+    missing = False
+    while not os.path.lexists(directory):
+        missing = True
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    if not os.path.isdir(directory):
+        raise _bad("path", path, f"{expected} ({directory!r} is not a directory)")
+    if not os.access(directory, os.W_OK | os.X_OK) or (missing and _refuses_dirs(directory)):
+        raise _bad("path", path, f"{expected} (cannot create files in {directory!r})")
+
+
+def _refuses_dirs(directory: str) -> bool:
+    """True for a directory of a pseudo file system where nothing can be created (/proc)."""
+    return _fs_type(directory) in _NO_FILES_FS
+
+
+_NO_FILES_FS = frozenset({"proc", "sysfs"})
+
+
+def _fs_type(directory: str) -> str:
+    """The file system type of *directory* from /proc/self/mounts (empty if unknown)."""
+    best, fstype = "", ""
+    real = os.path.realpath(directory)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, fstype = point, fields[2]
+    except OSError:
+        return ""
+    return fstype
 
 
 def _gzip_file(path: str) -> None:
@@ -238,7 +241,8 @@ class FileSink(Sink):
     logrotate and let every process reopen.
 
     :param path: The file to append to. A relative path is resolved against the current
-        directory now, at configure time. Missing directories are created.
+        directory now, at configure time. Missing directories are created
+        when the file is first opened (building the sink changes nothing on disk).
     :param format: ``"json"``, ``"logfmt"`` or ``"text"``: the formatter from
         :func:`aiolog.formatting.formatter_for`. A formatter set later with
         :meth:`~logging.Handler.setFormatter` (as ``dictConfig`` does) wins.
@@ -302,43 +306,42 @@ class FileSink(Sink):
         encoding: str = "utf-8",
         level: int | str = logging.NOTSET,
     ) -> None:
-        try:
-            super().__init__(_parse_level(level))
-        except (TypeError, ValueError) as exc:
-            raise _bad("level", level, str(exc)) from None
+        where = _WHERE
+        level_no = _options.level(where, "level", level)
         #: The absolute path of the file.
         self.path: str = os.path.abspath(os.fspath(path))
         #: Size limit in bytes, or ``None``.
-        self.max_bytes: int | None = None if rotate is None else _parse_size(rotate)
+        self.max_bytes: int | None = (
+            None if rotate is None else _options.size(where, "rotate", rotate)
+        )
         #: Canonical rotation time (``"MIDNIGHT"``, ``"H"``, ``"W0"``, ...), or ``None``.
         self.when: str | None = None if when is None else _parse_when(when)
         #: Number of rotated files kept, or ``None`` for all.
-        self.keep: int | None = None if keep is None else _parse_keep(keep)
-        if compress is not None and (not isinstance(compress, str) or compress.lower() != "gzip"):
-            raise _bad("compress", compress, "expected 'gzip'")
+        self.keep: int | None = None if keep is None else _options.count(where, "keep", keep, low=0)
         #: ``"gzip"`` or ``None``.
-        self.compress: str | None = None if compress is None else "gzip"
+        self.compress: str | None = (
+            None if compress is None else _options.choice(where, "compress", compress, ("gzip",))
+        )
         #: Permission bits of new files.
         self.mode: int = _parse_mode(mode)
         try:
             bom = "".encode(encoding)
         except (LookupError, TypeError):
-            raise _bad("encoding", encoding, "not a known text encoding") from None
+            raise _bad("encoding", encoding, "a known text encoding") from None
         if bom:  # utf-16, utf-8-sig...: a mark per batch would corrupt the file
-            raise _bad("encoding", encoding, "encodings that write a byte-order mark are refused")
+            raise _bad("encoding", encoding, "an encoding that writes no byte-order mark")
         #: Text encoding of the file.
         self.encoding: str = encoding
         self._utf8 = codecs.lookup(encoding).name == "utf-8"
-        from aiolog.formatting import formatter_for
-
-        try:
-            self.formatter = formatter_for(format)
-        except ValueError as exc:
-            raise _bad("format", format, str(exc)) from None
+        fmt = _options.choice(where, "format", format, _options.FORMATS)
         _check_writable(self.path)
         rotating = self.max_bytes is not None or self.when is not None
         if rotating and os.path.exists(self.path) and not stat.S_ISREG(os.stat(self.path).st_mode):
-            raise _bad("path", self.path, "only a regular file can be rotated")
+            raise _bad("path", self.path, "a regular file, to be rotated")
+        from aiolog.formatting import formatter_for
+
+        super().__init__(level_no)
+        self.formatter = formatter_for(fmt)
         self.url = f"file:{self.path}"
 
         directory, name = os.path.split(self.path)
@@ -374,32 +377,24 @@ class FileSink(Sink):
         ``?format=logfmt&rotate=10MB&when=midnight&keep=7&compress=gzip&level=INFO``
         (``mode`` in octal). An unknown or repeated key raises :class:`ValueError`.
         """
+        where = _options.url_where(url)
+        expected = "file:relative/path or file:///absolute/path"
         parts = urllib.parse.urlsplit(url)
         if parts.scheme.lower() != "file":
-            raise _bad("url", url, "expected a 'file:' URL")
+            raise OptionError(where, "url", url, f"a file: URL, {expected}")
         if parts.netloc not in ("", "localhost"):
-            raise _bad(
-                "url",
-                url,
-                f"it names the host {parts.netloc!r}: write file:relative/path or "
-                "file:///absolute/path",
-            )
+            raise OptionError(where, "host", parts.netloc, f"no host: {expected}")
         if parts.fragment:
-            raise _bad("url", url, "a '#' in the path must be written '%23'")
+            raise OptionError(where, "path", parts.path, "a '#' in the path written '%23'")
         try:
             path = urllib.parse.unquote(parts.path, errors="strict")
         except UnicodeDecodeError:
-            raise _bad("url", url, "the path is not percent-encoded UTF-8") from None
+            raise OptionError(where, "path", parts.path, "percent-encoded UTF-8") from None
         if not path:
-            raise _bad("url", url, "the path is empty")
-        query = query_options(url)
-        unknown = sorted(set(query) - _URL_OPTIONS)
-        if unknown:
-            raise ValueError(
-                f"FileSink: unknown option {unknown[0]!r} in {url!r}; "
-                f"known: {', '.join(sorted(_URL_OPTIONS))}"
-            )
-        sink = cls(path, **{**query, **options})
+            raise OptionError(where, "path", path, f"a path: {expected}")
+        merged = _options.merged(where, url, options, _URL_OPTIONS)
+        with _options.located(where):
+            sink = cls(path, **merged)
         sink.url = url
         return sink
 

@@ -31,9 +31,8 @@ Delivery (see :mod:`aiolog.sinks._net` for what every network sink shares):
   ``last_error`` says ``FluentAuthError: ... refused the handshake: shared key mismatch``,
   and the next batch tries again after a backoff delay.
 
-Requires the ``fluent`` extra (``pip install 'aiolog-queue[fluent]'``, which installs
-`msgpack <https://pypi.org/project/msgpack/>`_); a URL that needs it fails at configure
-time with a :class:`ValueError` naming the extra.
+Requires `msgpack <https://pypi.org/project/msgpack/>`_ (the ``fluent`` extra); a URL
+that needs it fails at configure time with a :class:`ValueError` saying what to install.
 """
 
 from __future__ import annotations
@@ -51,17 +50,14 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from aiolog import _options
 from aiolog._urls import redact_url
 from aiolog.sinks._net import (
     CHUNK_BYTES,
     COMMON_OPTIONS,
     TLS_OPTIONS,
     ConnectionSink,
-    parse_bool,
-    parse_endpoint,
-    parse_seconds,
     tls_options,
-    url_options,
 )
 
 if TYPE_CHECKING:
@@ -97,7 +93,8 @@ def require_msgpack(kind: str, url: str) -> None:
         import msgpack  # noqa: F401
     except ImportError:
         raise ValueError(
-            f"{kind}: {redact_url(url)!r} needs msgpack: pip install 'aiolog-queue[fluent]'"
+            f"{kind}: {redact_url(url)!r} needs msgpack: pip install msgpack "
+            "(or install aiolog-queue with its 'fluent' extra)"
         ) from None
 
 
@@ -177,32 +174,38 @@ class FluentSink(ConnectionSink):
         password: str | None = None,
         **options: Any,
     ) -> None:
+        # -- settings: every one read (through aiolog._options) before anything is made --
+        where = f"{self.kind}()"
+        port = _options.port(where, "port", port)
         url = f"{'fluent+tls' if tls else 'fluent'}://{_hostport(host, port)}/{tag}"
         require_msgpack(self.kind, url)
         tls_keys = {k: options.pop(k) for k in list(options) if k in TLS_OPTIONS}
         if tls_keys and not tls:
-            raise ValueError(
-                f"FluentSink: TLS option(s) {', '.join(sorted(tls_keys))} given for plain TCP: "
-                "use fluent+tls://"
+            key = sorted(tls_keys)[0]
+            raise _options.OptionError(
+                where, key, tls_keys[key], "TLS options only with fluent+tls://"
             )
+        if not isinstance(tag, str) or not tag:
+            _options.fail(where, "tag", tag, "a non-empty string")
+        require_ack = _options.boolean(where, "require_ack", require_ack)
+        ack_timeout = _options.duration(where, "ack_timeout", ack_timeout, positive=True)
+        retry_timeout = _options.duration(where, "retry_timeout", retry_timeout, positive=True)
+        compress = _options.choice(where, "compress", compress or "none", ("none", "gzip"))
+        if shared_key is not None and not shared_key:
+            _options.fail(where, "shared_key", shared_key, "a non-empty key")
+        if (username is None) != (password is None):
+            missing = "password" if password is None else "username"
+            _options.fail(where, missing, None, "username and password together")
+        if username is not None and shared_key is None:
+            _options.fail(where, "username", username, "a user only with shared_key")
         super().__init__(
             host, port, tls=tls_options(self.kind, host, tls_keys) if tls else None, **options
         )
-        if not isinstance(tag, str) or not tag:
-            raise ValueError(f"FluentSink: bad tag={tag!r}: expected a non-empty string")
         self.tag = tag
-        self.require_ack = parse_bool(self.kind, "require_ack", require_ack)
-        self.ack_timeout = parse_seconds(self.kind, "ack_timeout", ack_timeout)
-        self.retry_timeout = parse_seconds(self.kind, "retry_timeout", retry_timeout)
-        if compress not in (None, "none", "gzip"):
-            raise ValueError(f"FluentSink: bad compress={compress!r}: expected 'gzip' or 'none'")
+        self.require_ack = require_ack
+        self.ack_timeout = ack_timeout
+        self.retry_timeout = retry_timeout
         self.compress = compress == "gzip"
-        if shared_key is not None and not shared_key:
-            raise ValueError("FluentSink: shared_key is empty")
-        if (username is None) != (password is None):
-            raise ValueError("FluentSink: username and password go together")
-        if username is not None and shared_key is None:
-            raise ValueError("FluentSink: username/password need shared_key (the handshake)")
         self.shared_key = shared_key
         self.hostname = hostname or socket.gethostname()
         self.username = username
@@ -221,7 +224,7 @@ class FluentSink(ConnectionSink):
         self._packer = msgpack.Packer(use_bin_type=True, default=_default)
         self._ext = msgpack.ExtType
 
-    # -- URL options: the one place they are parsed (to move to aiolog._options) -----------
+    # -- URL options ------------------------------------------------------------------------
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> FluentSink:
@@ -235,10 +238,9 @@ class FluentSink(ConnectionSink):
         """
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
+        where = _options.url_where(url)
         if scheme not in _SCHEMES:
-            raise ValueError(
-                f"FluentSink: expected a fluent:// or fluent+tls:// URL, not {redact_url(url)!r}"
-            )
+            raise _options.OptionError(where, "scheme", scheme, "fluent or fluent+tls")
         tls = _SCHEMES[scheme]
         known = (
             COMMON_OPTIONS
@@ -254,14 +256,15 @@ class FluentSink(ConnectionSink):
             }
             | (TLS_OPTIONS if tls else frozenset())
         )
-        merged = url_options(cls.kind, url, options, known)
-        host, port = parse_endpoint(cls.kind, url, DEFAULT_PORT)
+        merged = _options.merged(where, url, options, known)
+        host, port = _options.endpoint(where, url, DEFAULT_PORT)
         if parts.username is not None:
             merged.setdefault("username", urllib.parse.unquote(parts.username))
         if parts.password is not None:
             merged.setdefault("password", urllib.parse.unquote(parts.password))
         tag = urllib.parse.unquote(parts.path.lstrip("/")) or DEFAULT_TAG
-        sink = cls(host, port, tag=tag, tls=tls, **merged)
+        with _options.located(where):
+            sink = cls(host, port, tag=tag, tls=tls, **merged)
         sink.url = redact_url(url)
         return sink
 

@@ -10,7 +10,7 @@ Each ``write`` sends the batch as one or more POST requests of at most ``batch_b
 (default 1 MiB), ``Content-Type: application/x-ndjson``, one record per line
 (:class:`aiolog.formatting.JSONFormatter` unless another formatter is set).
 
-Requires the ``http`` extra (``pip install 'aiolog-queue[http]'``, which installs
+Requires the ``http`` extra (``pip install '.[http]'`` in a checkout, which installs
 `httpx <https://www.python-httpx.org/>`_); a URL that needs it fails at configure time
 with a :class:`ValueError` saying so.
 
@@ -36,6 +36,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from aiolog import _options
 from aiolog._urls import redact_url
 from aiolog.sinks._base import describe
 from aiolog.sinks._net import (
@@ -43,11 +44,7 @@ from aiolog.sinks._net import (
     TLS_OPTIONS,
     NetworkSink,
     TLSOptions,
-    parse_bool,
-    parse_seconds,
-    parse_size,
     tls_options,
-    url_options,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +68,8 @@ def require_httpx(kind: str, url: str, extra: str = "http") -> None:
         import httpx  # noqa: F401
     except ImportError:
         raise ValueError(
-            f"{kind}: {redact_url(url)!r} needs httpx: pip install 'aiolog-queue[{extra}]'"
+            f"{kind}: {redact_url(url)!r} needs httpx: pip install httpx "
+            f"(or install aiolog-queue with its {extra!r} extra)"
         ) from None
 
 
@@ -134,23 +132,12 @@ class HttpPoster(NetworkSink):
         **options: Any,
     ) -> None:
         require_httpx(self.kind, url, self.extra)
-        super().__init__(**options)
+        where = f"{self.kind}()"
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
-            raise ValueError(f"{self.kind}: expected an http(s) URL, not {redact_url(url)!r}")
-        host = parts.hostname
-        if not host:
-            raise ValueError(f"{self.kind}: the URL {redact_url(url)!r} names no host")
-        try:
-            port = parts.port
-        except ValueError:
-            port_text = parts.netloc.rpartition(":")[2]
-            raise ValueError(
-                f"{self.kind}: bad port {port_text!r} in {redact_url(url)!r}: expected 1-65535"
-            ) from None
-        if port == 0:
-            raise ValueError(f"{self.kind}: bad port '0' in {redact_url(url)!r}: expected 1-65535")
+            raise _options.OptionError(where, "url", redact_url(url), "an http:// or https:// URL")
+        host, _ = _options.endpoint(where, url, 443 if scheme == "https" else 80)
         tls_keys = {
             k: v
             for k, v in {
@@ -161,14 +148,18 @@ class HttpPoster(NetworkSink):
             }.items()
             if v is not None
         }
-        if scheme == "http" and (tls_keys or verify is not True):
-            raise ValueError(
-                f"{self.kind}: TLS option(s) {', '.join(sorted(tls_keys) or ['verify'])} "
-                f"need an https URL"
-            )
+        given_verify = verify
+        verify = _options.boolean(where, "verify", verify)
+        if scheme == "http" and (tls_keys or not verify):
+            key_, value = next(iter(sorted(tls_keys.items())), ("verify", given_verify))
+            raise _options.OptionError(where, key_, value, "TLS options only with an https URL")
+        self.compress = _options.boolean(where, "compress", compress)
+        self.retry_timeout = _options.duration(where, "retry_timeout", retry_timeout, positive=True)
+        self.batch_bytes = _options.size(where, "batch_bytes", batch_bytes, low=1024, high=1 << 30)
         self.tls: TLSOptions | None = None
         if scheme == "https":
-            self.tls = tls_options(self.kind, host, {**tls_keys, "verify": verify})
+            self.tls = tls_options(where, host, {**tls_keys, "verify": verify})
+        super().__init__(**options)
         netloc = parts.netloc.rpartition("@")[2]
         #: Where requests go: the URL without credentials or the sink's own options.
         self.endpoint = urllib.parse.urlunsplit((scheme, netloc, parts.path or "/", "", ""))
@@ -194,9 +185,6 @@ class HttpPoster(NetworkSink):
         if parts.password:
             secrets.add(urllib.parse.unquote(parts.password))
         self._secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
-        self.compress = compress
-        self.retry_timeout = parse_seconds(self.kind, "retry_timeout", retry_timeout)
-        self.batch_bytes = parse_size(self.kind, "batch_bytes", batch_bytes, low=1024, high=1 << 30)
         self.url = redact_url(url)
         self._client: httpx.AsyncClient | None = None
 
@@ -324,7 +312,8 @@ class HttpSink(HttpPoster):
     :param url: ``http://`` or ``https://`` endpoint (credentials in it become Basic auth
         and are redacted everywhere).
     :param gzip: compress request bodies (``Content-Encoding: gzip``).
-    :param headers: extra request headers (in a URL: ``header.NAME=VALUE``).
+    :param headers: extra request headers (in a URL: ``header.NAME=VALUE``, or
+        ``headers=k1=v1,k2=v2``).
     :param token: sent as ``Authorization: Bearer TOKEN``.
     :param format: ``"json"`` (default), ``"logfmt"`` or ``"text"`` lines.
     :param retry_timeout: seconds a request may be retried on 429/502/503/504 and errors.
@@ -344,11 +333,13 @@ class HttpSink(HttpPoster):
         format: str | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(url, compress=parse_bool(self.kind, "gzip", gzip), **options)
-        if format is not None:
+        compress = _options.boolean(f"{self.kind}()", "gzip", gzip)
+        fmt = _options.log_format(f"{self.kind}()", format)
+        super().__init__(url, compress=compress, **options)
+        if fmt is not None:
             from aiolog.formatting import formatter_for
 
-            self._default_formatter = formatter_for(format)
+            self._default_formatter = formatter_for(fmt)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> HttpSink:
@@ -358,13 +349,16 @@ class HttpSink(HttpPoster):
         ``gzip``, ``format``, ``token``, ``header.NAME``, ``retry_timeout``,
         ``batch_bytes``, timeouts, backoff and TLS options.
         """
-        merged = url_options(
-            cls.kind, url, options, HTTP_OPTIONS | {"gzip", "format", "headers", "header."}
-        )
-        headers = dict(merged.pop("headers", None) or {})
+        where = _options.url_where(url)
+        known = HTTP_OPTIONS | {"gzip", "format", "headers", "header."}
+        merged = _options.merged(where, url, options, known)
+        given = merged.pop("headers", None)
+        headers = _options.pairs(where, "headers", given) if isinstance(given, str) else {}
+        headers.update(given if isinstance(given, Mapping) else {})
         for key in [k for k in merged if k.startswith("header.")]:
             headers[key[len("header.") :]] = merged.pop(key)
-        return cls(url, headers=headers, **merged)
+        with _options.located(where):
+            return cls(url, headers=headers, **merged)
 
     async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """POST the batch in bodies of at most ``batch_bytes``; return the records lost."""

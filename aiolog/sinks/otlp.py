@@ -33,9 +33,9 @@ then ``headers=`` (same ``k=v,k2=v2`` form, percent-encoded) and ``header.NAME=`
 
 JSON is written by hand, following the OTLP/JSON rules (64-bit integers as strings, trace
 and span ids as hex); protobuf (``encoding=protobuf``) uses the official classes of
-``opentelemetry-proto`` (``pip install 'aiolog-queue[otlp]'``). The retry policy is that
-of :class:`aiolog.sinks.http.HttpPoster` (429/502/503/504 retried, honouring
-``Retry-After``; other statuses dropped); records an answer's ``partialSuccess`` says were
+``opentelemetry-proto`` (the ``otlp`` extra: ``pip install '.[otlp]'`` in a checkout).
+The retry policy is that of :class:`aiolog.sinks.http.HttpPoster` (429/502/503/504 retried,
+honouring ``Retry-After``; other statuses dropped); records an answer's ``partialSuccess`` says were
 rejected are counted as dropped. The configure-wide ``format=`` does not apply: OTLP
 carries the fields themselves.
 """
@@ -53,9 +53,10 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from aiolog import _options
 from aiolog._record import expose_context, extra_items, get_message, safe_repr
 from aiolog._urls import redact_url
-from aiolog.sinks._net import context_items, parse_endpoint, url_options
+from aiolog.sinks._net import context_items
 from aiolog.sinks.http import HTTP_OPTIONS, HttpPoster
 
 if TYPE_CHECKING:
@@ -98,20 +99,6 @@ def otel_severity(levelno: int) -> int:
 
 def _severity_text(record: logging.LogRecord) -> str:
     return _SEVERITY_TEXT.get(record.levelname, record.levelname)
-
-
-def parse_headers(kind: str, text: str) -> dict[str, str]:
-    """``k1=v1,k2=v2`` (the ``OTEL_EXPORTER_OTLP_HEADERS`` form, percent-encoded)."""
-    headers: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = urllib.parse.unquote(name).strip()
-        if not sep or not name:
-            raise ValueError(f"{kind}: bad header {name or item!r}: expected name=value")
-        headers[name] = urllib.parse.unquote(value).strip()
-    return headers
 
 
 def _resource_attributes(service_name: str | None) -> dict[str, Any]:
@@ -306,7 +293,7 @@ def _require_proto(kind: str, url: str) -> None:
     except ImportError:
         raise ValueError(
             f"{kind}: encoding=protobuf in {redact_url(url)!r} needs opentelemetry-proto: "
-            "pip install 'aiolog-queue[otlp]'"
+            "pip install opentelemetry-proto (or install aiolog-queue with its 'otlp' extra)"
         ) from None
 
 
@@ -341,18 +328,20 @@ class OtlpSink(HttpPoster):
         format: str | None = None,
         **options: Any,
     ) -> None:
-        if encoding not in ("json", "protobuf"):
-            raise ValueError(f"{self.kind}: bad encoding={encoding!r}: expected json or protobuf")
+        where = f"{self.kind}()"
+        encoding = _options.choice(where, "encoding", encoding, ("json", "protobuf"))
         if encoding == "protobuf":
             _require_proto(self.kind, url)
-        if compression not in (None, "none", "gzip"):
-            raise ValueError(f"{self.kind}: bad compression={compression!r}: expected gzip or none")
-        env_headers = os.environ.get("OTEL_EXPORTER_OTLP_LOGS_HEADERS") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_HEADERS", ""
-        )
-        merged_headers = parse_headers(self.kind, env_headers)
+        if compression is not None:
+            compression = _options.choice(where, "compression", compression, ("gzip", "none"))
+        if format is not None:
+            _options.choice(where, "format", format, _options.FORMATS)
+        env_var = "OTEL_EXPORTER_OTLP_LOGS_HEADERS"
+        if not os.environ.get(env_var):
+            env_var = "OTEL_EXPORTER_OTLP_HEADERS"
+        merged_headers = _options.pairs("environment", env_var, os.environ.get(env_var, ""))
         if isinstance(headers, str):
-            merged_headers.update(parse_headers(self.kind, headers))
+            merged_headers.update(_options.pairs(where, "headers", headers))
         elif headers:
             merged_headers.update(headers)
         super().__init__(url, headers=merged_headers, compress=compression == "gzip", **options)
@@ -369,16 +358,15 @@ class OtlpSink(HttpPoster):
         """
         parts = urllib.parse.urlsplit(url)
         scheme = _SCHEMES.get(parts.scheme.lower())
+        where = _options.url_where(url)
         if scheme is None:
-            raise ValueError(
-                f"{cls.kind}: expected otlp+http:// or otlp+https://, not {redact_url(url)!r}"
-            )
-        merged = url_options(cls.kind, url, options, _OPTIONS)
-        host, port = parse_endpoint(cls.kind, url, _DEFAULT_PORT)
+            raise _options.OptionError(where, "scheme", parts.scheme, "otlp+http or otlp+https")
+        merged = _options.merged(where, url, options, _OPTIONS)
+        _, port = _options.endpoint(where, url, _DEFAULT_PORT)
         headers: dict[str, str] = {}
         given = merged.pop("headers", None)
         if isinstance(given, str):
-            headers.update(parse_headers(cls.kind, given))
+            headers.update(_options.pairs(where, "headers", given))
         elif given:
             headers.update(given)
         for key in [k for k in merged if k.startswith("header.")]:
@@ -388,10 +376,10 @@ class OtlpSink(HttpPoster):
         userinfo = f"{netloc[0]}@" if netloc[1] else ""
         path = parts.path if parts.path not in ("", "/") else _DEFAULT_PATH
         endpoint = urllib.parse.urlunsplit((scheme, userinfo + hostport, path, "", ""))
-        sink = cls(endpoint, headers=headers or None, **merged)
+        with _options.located(where):
+            sink = cls(endpoint, headers=headers or None, **merged)
         # headers=k=v,... usually carries an API key under a name redact_url cannot know.
         sink.url = re.sub(r"(?<=[?&])headers=[^&]*", "headers=***", redact_url(url))
-        del host
         return sink
 
     # -- encoding ---------------------------------------------------------------------------

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from aiolog import _options
 from aiolog._record import expose_context
-from aiolog._urls import query_options
 from aiolog.sinks._base import Sink
 
 __all__ = ["StreamSink"]
 
 _NAMES = ("stderr", "stdout")
+_URL_OPTIONS = ("format", "colors", "level")
 
 
 class StreamSink(Sink):
@@ -41,13 +42,18 @@ class StreamSink(Sink):
         colors: bool | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
-        super().__init__(level)
+        where = f"{type(self).__name__}()"
         if isinstance(stream, str):
-            if stream not in _NAMES:
-                raise ValueError(f"stream must be 'stderr' or 'stdout', not {stream!r}")
-            self.url = stream
+            stream = _options.choice(where, "stream", stream, _NAMES)
+            url = stream
         else:
-            self.url = f"stream:{getattr(stream, 'name', type(stream).__name__)}"
+            url = f"stream:{getattr(stream, 'name', type(stream).__name__)}"
+        if format is not None:
+            format = _options.choice(where, "format", format, _options.FORMATS)
+        if colors is not None:
+            colors = _options.boolean(where, "colors", colors)
+        super().__init__(_options.level(where, "level", level))
+        self.url = url
         self._stream = stream
         self._format = format
         self._colors = colors
@@ -59,20 +65,16 @@ class StreamSink(Sink):
     def from_url(cls, url: str, **options: Any) -> StreamSink:
         """Build from ``stderr``, ``stdout`` or ``stderr:?format=json&level=INFO``."""
         name = url.split(":", 1)[0].split("?", 1)[0].lower()
-        merged: dict[str, Any] = dict(query_options(url)) if "?" in url else {}
-        merged.update(options)
-        unknown = set(merged) - {"format", "colors", "level"}
-        if unknown:
-            raise ValueError(f"unknown option(s) for {name} sink: {', '.join(sorted(unknown))}")
-        colors = merged.get("colors")
-        if isinstance(colors, str):
-            if colors.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(f"colors must be true or false, not {colors!r}")
-            colors = colors.lower() in ("1", "true", "yes")
-        level = merged.get("level", logging.NOTSET)
-        if isinstance(level, str):
-            level = level.upper()
-        return cls(name, format=merged.get("format"), colors=colors, level=level)
+        where = _options.url_where(url)
+        query = url.partition("?")[2]
+        merged = _options.merged(where, f"{name}:?{query}", options, _URL_OPTIONS)
+        with _options.located(where):
+            return cls(
+                name,
+                format=merged.get("format"),
+                colors=merged.get("colors"),
+                level=merged.get("level", logging.NOTSET),
+            )
 
     def _make_formatter(self, fmt: str) -> logging.Formatter:
         from aiolog.formatting import formatter_for

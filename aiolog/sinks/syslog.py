@@ -41,6 +41,7 @@ splitting a UTF-8 character; TCP and TLS cut only when ``max_size`` is given.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -51,6 +52,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Final
 
+from aiolog import _options
 from aiolog._record import extra_items, get_message, safe_repr
 from aiolog._urls import redact_url
 from aiolog.sinks._net import (
@@ -58,11 +60,7 @@ from aiolog.sinks._net import (
     TLS_OPTIONS,
     ConnectionSink,
     context_items,
-    parse_bool,
-    parse_endpoint,
-    parse_size,
     tls_options,
-    url_options,
 )
 
 __all__ = ["FACILITIES", "SyslogSink", "severity"]
@@ -152,18 +150,13 @@ def _sd_value(value: object) -> str:
     return text.translate(_SD_VALUE_TABLE)
 
 
-def _parse_facility(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 23:
-        return value
-    if isinstance(value, str):
-        key = value.strip().lower()
-        if key.isdigit() and int(key) <= 23:
-            return int(key)
-        if key in FACILITIES:
-            return FACILITIES[key]
-    raise ValueError(
-        f"SyslogSink: unknown facility {value!r}: expected 0-23 or one of {', '.join(FACILITIES)}"
-    )
+def _parse_facility(where: str, value: object) -> int:
+    if isinstance(value, str) and value.strip().lower() in FACILITIES:
+        return FACILITIES[value.strip().lower()]
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        with contextlib.suppress(_options.OptionError):
+            return _options.count(where, "facility", value, low=0, high=23)
+    raise _options.OptionError(where, "facility", value, f"0-23 or one of {', '.join(FACILITIES)}")
 
 
 def _default_app_name() -> str:
@@ -246,40 +239,38 @@ class SyslogSink(ConnectionSink):
         format: str | None = None,
         **options: Any,
     ) -> None:
-        if transport not in _DEFAULT_PORTS:
-            raise ValueError(f"SyslogSink: transport must be udp, tcp or tls, not {transport!r}")
+        where = f"{self.kind}()"
+        transport = _options.choice(where, "transport", transport, tuple(_DEFAULT_PORTS))
         tls_keys = {k: options.pop(k) for k in list(options) if k in TLS_OPTIONS}
         if tls_keys and transport != "tls":
-            raise ValueError(
-                f"SyslogSink: TLS option(s) {', '.join(sorted(tls_keys))} need syslog+tls://"
+            key = sorted(tls_keys)[0]
+            raise _options.OptionError(
+                where, key, tls_keys[key], "TLS options only with syslog+tls://"
             )
-        tls = tls_options(self.kind, host, tls_keys) if transport == "tls" else None
-        port = _DEFAULT_PORTS[transport] if port is None else port
-        super().__init__(host, port, tls=tls, **options)
-        self.transport = transport
-        self.facility = _parse_facility(facility)
-        if framing not in ("octet", "lf"):
-            raise ValueError(f"SyslogSink: bad framing={framing!r}: expected 'octet' or 'lf'")
+        port = _DEFAULT_PORTS[transport] if port is None else _options.port(where, "port", port)
+        self.facility = _parse_facility(where, facility)
+        framing = _options.choice(where, "framing", framing, ("octet", "lf"))
         if framing == "lf" and transport == "udp":
-            raise ValueError("SyslogSink: framing applies to TCP and TLS, not to UDP")
-        self.framing = framing
+            raise _options.OptionError(
+                where, "framing", framing, "framing only over TCP and TLS, not UDP"
+            )
         if max_size is None:
             self.max_size = 2048 if transport == "udp" else 0
         else:
-            self.max_size = parse_size(
-                self.kind,
-                "max_size",
-                max_size,
-                low=_MIN_SIZE,
-                high=_UDP_MAX if transport == "udp" else 1 << 30,
-            )
-        self.bom = parse_bool(self.kind, "bom", bom)
+            high = _UDP_MAX if transport == "udp" else 1 << 30
+            self.max_size = _options.size(where, "max_size", max_size, low=_MIN_SIZE, high=high)
+        self.bom = _options.boolean(where, "bom", bom)
+        fmt = _options.log_format(where, format)
+        tls = tls_options(where, host, tls_keys) if transport == "tls" else None
+        super().__init__(host, port, tls=tls, **options)
+        self.transport = transport
+        self.framing = framing
         self.app_name = _header_field(app_name or _default_app_name(), 48)
         self.hostname = _header_field(hostname or socket.gethostname(), 255)
-        if format is not None:
+        if fmt is not None:
             from aiolog.formatting import formatter_for
 
-            self._default_formatter = formatter_for(format)
+            self._default_formatter = formatter_for(fmt)
         self.url = f"syslog+{transport}://{host if ':' not in host else f'[{host}]'}:{port}"
         self._udp: asyncio.DatagramTransport | None = None
         self._second: tuple[int, str] = (-1, "")
@@ -295,15 +286,15 @@ class SyslogSink(ConnectionSink):
         """
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         transport = _TRANSPORTS.get(scheme)
+        where = _options.url_where(url)
         if transport is None:
-            raise ValueError(
-                f"SyslogSink: expected syslog+udp://, syslog+tcp:// or syslog+tls://, "
-                f"not {redact_url(url)!r}"
-            )
+            expected = f"one of {', '.join(_TRANSPORTS)}"
+            raise _options.OptionError(where, "scheme", scheme, expected)
         known = _OPTIONS | (TLS_OPTIONS if transport == "tls" else frozenset())
-        merged = url_options(cls.kind, url, options, known)
-        host, port = parse_endpoint(cls.kind, url, _DEFAULT_PORTS[transport])
-        sink = cls(host, port, transport=transport, **merged)
+        merged = _options.merged(where, url, options, known)
+        host, port = _options.endpoint(where, url, _DEFAULT_PORTS[transport])
+        with _options.located(where):
+            sink = cls(host, port, transport=transport, **merged)
         sink.url = redact_url(url)
         return sink
 

@@ -21,15 +21,9 @@ import logging
 import urllib.parse
 from typing import Any
 
+from aiolog import _options
 from aiolog._urls import redact_url
-from aiolog.sinks._net import (
-    COMMON_OPTIONS,
-    TLS_OPTIONS,
-    ConnectionSink,
-    parse_endpoint,
-    tls_options,
-    url_options,
-)
+from aiolog.sinks._net import COMMON_OPTIONS, TLS_OPTIONS, ConnectionSink, tls_options
 
 __all__ = ["TcpSink"]
 
@@ -61,19 +55,22 @@ class TcpSink(ConnectionSink):
         format: str | None = None,
         **options: Any,
     ) -> None:
+        where = f"{self.kind}()"
         tls_keys = {k: options.pop(k) for k in list(options) if k in TLS_OPTIONS}
         if tls_keys and not tls:
-            raise ValueError(
-                f"TcpSink: TLS option(s) {', '.join(sorted(tls_keys))} given for plain TCP: "
-                "use tcp+tls://"
+            key = sorted(tls_keys)[0]
+            raise _options.OptionError(
+                where, key, tls_keys[key], "TLS options only with tcp+tls://"
             )
-        tls_settings = tls_options(self.kind, host, tls_keys) if tls else None
+        port = _options.port(where, "port", port)
+        fmt = _options.log_format(where, format)
+        tls_settings = tls_options(where, host, tls_keys) if tls else None
         super().__init__(host, port, tls=tls_settings, **options)
         self.url = f"{'tcp+tls' if tls else 'tcp'}://{_hostport(host, port)}"
-        if format is not None:
+        if fmt is not None:
             from aiolog.formatting import formatter_for
 
-            self._default_formatter = formatter_for(format)
+            self._default_formatter = formatter_for(fmt)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> TcpSink:
@@ -84,15 +81,16 @@ class TcpSink(ConnectionSink):
         :raises ValueError: unknown option, bad host or port, unreadable TLS file.
         """
         scheme = urllib.parse.urlsplit(url).scheme.lower()
+        where = _options.url_where(url)
         if scheme not in _SCHEMES:
-            raise ValueError(
-                f"TcpSink: expected a tcp:// or tcp+tls:// URL, not {redact_url(url)!r}"
-            )
+            raise _options.OptionError(where, "scheme", scheme, "tcp or tcp+tls")
         tls = _SCHEMES[scheme]
         known = COMMON_OPTIONS | {"format"} | (TLS_OPTIONS if tls else frozenset())
-        merged = url_options(cls.kind, url, options, known)
-        host, port = _require_port(url)
-        sink = cls(host, port, tls=tls, **merged)
+        merged = _options.merged(where, url, options, known)
+        # TCP inputs have no standard port: the URL must give one.
+        host, port = _options.endpoint(where, url, None)
+        with _options.located(where):
+            sink = cls(host, port, tls=tls, **merged)
         sink.url = redact_url(url)
         return sink
 
@@ -106,11 +104,3 @@ class TcpSink(ConnectionSink):
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _require_port(url: str) -> tuple[str, int]:
-    """TCP inputs have no standard port: the URL must give one."""
-    host, port = parse_endpoint("TcpSink", url, 0)
-    if port == 0:
-        raise ValueError(f"TcpSink: the URL {redact_url(url)!r} needs a port (tcp://host:port)")
-    return host, port

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -249,3 +250,72 @@ def test_workers_shutdown_lines_and_request_records_reach_the_aiolog_file(
     # The bar: aiolog loses nothing the stdlib keeps, and adds nothing.
     assert [] == sorted((collections.Counter(stdlib) - collections.Counter(aiolog)).elements())
     assert [] == sorted((collections.Counter(aiolog) - collections.Counter(stdlib)).elements())
+
+
+def docs_config() -> str:
+    """The ``gunicorn.conf.py`` block of docs/gunicorn.md, as the page shows it."""
+    page = (ROOT / "docs" / "gunicorn.md").read_text(encoding="utf-8")
+    (config,) = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "logconfig" in b]
+    assert config.startswith("# gunicorn.conf.py\n")
+    return config
+
+
+@pytest.mark.timeout(60)
+def test_the_docs_gunicorn_conf_py_delivers_each_worker_s_shutdown(tmp_path: Path) -> None:
+    """docs/gunicorn.md's gunicorn.conf.py, as it is: requests and shutdown lines in the file."""
+    port = free_port()
+    (tmp_path / "gunicorn.conf.py").write_text(
+        docs_config()
+        + f"\npythonpath = {str(HERE)!r}\ncontrol_socket_disable = True\n",  # test plumbing
+        encoding="utf-8",
+    )
+    path = [p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "NO_COLOR": "1"}
+    with (tmp_path / "gunicorn.stderr").open("w") as stderr:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"),
+                *("-b", f"127.0.0.1:{port}", "gunicorn_app:app"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    out = tmp_path / "logs" / "app.jsonl"
+    try:
+        deadline = time.monotonic() + 30
+        started: set[int] = set()
+        while len(started) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "gunicorn.stderr").read_text()
+            if out.exists():
+                started = {
+                    pid
+                    for pid, name, message in read_aiolog_complete(out)
+                    if (name, message) == ("uvicorn.error", "Application startup complete.")
+                }
+            time.sleep(0.02)
+        assert 2 == len(started), (tmp_path / "gunicorn.stderr").read_text()
+        answers = [get(port, req) for req in range(4)]
+        assert [200] * 4 == [status for status, _ in answers]
+        proc.send_signal(signal.SIGTERM)
+        assert 0 == proc.wait(30)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    lines = read_aiolog(out)
+    assert {pid: shutdown_lines(pid) for pid in started} == shutdown_by_worker(lines, started)
+    for req, (_, pid) in enumerate(answers):
+        got = [m for p, n, m in lines if p == pid and n == "app" and m.startswith(f"req {req} ")]
+        assert [f"req {req} rec {k}" for k in range(RECORDS_PER_REQUEST)] == got
+
+
+def read_aiolog_complete(path: Path) -> list[Line]:
+    """:func:`read_aiolog` of the whole lines written so far (a worker may be mid-line)."""
+    text = path.read_text()
+    records = [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+    return [(r["process"], r["logger"], r["message"].split("\n", 1)[0]) for r in records]

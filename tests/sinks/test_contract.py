@@ -1,9 +1,10 @@
 """The contract every sink keeps with the listener, checked over every sink class.
 
 Each sink writes to a real peer (a file, a TCP or HTTP server on loopback, a UDP socket, a
-stream): a formatter failure loses that record only and is counted, ``write`` is never
-entered twice at once, ``aclose`` may be called again, a forked child forgets the parent's
-resources (and both keep writing), and the counters ``stats()`` documents are there.
+Unix datagram socket speaking journald's protocol, a stream): a formatter failure loses
+that record only and is counted, ``write`` is never entered twice at once, ``aclose`` may
+be called again, a forked child forgets the parent's resources (and both keep writing),
+and the counters ``stats()`` documents are there.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from aiolog.sinks._adapter import HandlerSink
 from aiolog.sinks.file import FileSink
 from aiolog.sinks.fluent import FluentSink
 from aiolog.sinks.http import HttpSink
+from aiolog.sinks.journald import JournaldSink
 from aiolog.sinks.otlp import OtlpSink
 from aiolog.sinks.stream import StreamSink
 from aiolog.sinks.syslog import SyslogSink
 from aiolog.sinks.tcp import TcpSink
 from aiolog.testing import CaptureSink
 from tests.integration.fluent_peer import FluentPeer
+from tests.integration.journald import datagram_peer
 from tests.integration.peers import http_peer, tcp_peer
 
 #: The keys of every sink's entry in ``stats()`` (docs/index.md, "Counters").
@@ -134,6 +137,9 @@ def make_case(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> Case:
         fluent = FluentPeer(tmp_path / "fluent").start()
         stack.callback(fluent.stop)
         return Case(FluentSink.from_url(fluent.url()), fluent.text)
+    if kind == "journald":  # a Unix datagram socket decoding journald's native protocol
+        peer = stack.enter_context(datagram_peer(tmp_path / "journal.sock"))
+        return Case(JournaldSink(peer.path), lambda: "\n".join(peer.messages()))
     if kind == "capture":
         capture = CaptureSink()
         return Case(capture, lambda: "\n".join(capture.messages), formats=False, shared=False)
@@ -153,6 +159,7 @@ KINDS = [
     "http",
     "otlp",
     "fluent",
+    "journald",
     "capture",
     "handler",
 ]

@@ -91,10 +91,10 @@ def test_userinfo_becomes_basic_auth() -> None:
 @pytest.mark.parametrize(
     ("url", "match"),
     [
-        ("http://127.0.0.1:99999/", "bad port '99999'"),
+        ("http://127.0.0.1:99999/", "bad port='99999'"),
         ("http://127.0.0.1:1/?gzipp=true", "unknown option 'gzipp'"),
-        ("http://127.0.0.1:1/?ca=/etc/hosts", "need an https URL"),
-        ("http://127.0.0.1:1/?verify=false", "need an https URL"),
+        ("http://127.0.0.1:1/?ca=/etc/hosts", "only with an https URL"),
+        ("http://127.0.0.1:1/?verify=false", "only with an https URL"),
         ("https://127.0.0.1:1/?ca=/nonexistent.pem", "bad ca='/nonexistent.pem'"),
         ("http://127.0.0.1:1/?retry_timeout=0", "bad retry_timeout"),
         ("http://127.0.0.1:1/?gzip=maybe", "bad gzip='maybe'"),
@@ -109,7 +109,7 @@ def test_bad_settings_fail_at_construction(url: str, match: str) -> None:
 def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without httpx an http URL fails at configure time saying what to install."""
     monkeypatch.setitem(sys.modules, "httpx", None)
-    with pytest.raises(ValueError, match=r"pip install 'aiolog-queue\[http\]'"):
+    with pytest.raises(ValueError, match=r"needs httpx: pip install httpx \(or .* 'http' extra\)"):
         aiolog.sink("http://127.0.0.1:1/?token=hidden")
 
 

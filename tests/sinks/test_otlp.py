@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 import aiolog
-from aiolog.sinks.otlp import OtlpSink, any_value_json, otel_severity, parse_headers
+from aiolog._options import pairs
+from aiolog.sinks.otlp import OtlpSink, any_value_json, otel_severity
 from tests.helpers import run
 from tests.integration.peers import HttpPeer, http_peer
 
@@ -112,9 +113,9 @@ def test_any_value_json_stops_at_depth_and_survives_cycles() -> None:
 
 def test_parse_headers_reads_the_otel_form() -> None:
     """``k=v,k2=v2`` with percent-encoding; a pair without '=' is refused."""
-    assert {"api-key": "a b", "x": "1=2"} == parse_headers("S", "api-key=a%20b, x=1=2,")
-    with pytest.raises(ValueError, match="bad header 'oops'"):
-        parse_headers("S", "oops")
+    assert {"api-key": "a b", "x": "1=2"} == pairs("S", "headers", "api-key=a%20b, x=1=2,")
+    with pytest.raises(ValueError, match=r"bad headers='\*\*\*': expected name=value"):
+        pairs("S", "headers", "oops")
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -139,12 +140,12 @@ def test_urls_default_port_and_path(url: str, endpoint: str) -> None:
 @pytest.mark.parametrize(
     ("url", "match"),
     [
-        ("otlp+http://127.0.0.1:99999", "bad port '99999'"),
+        ("otlp+http://127.0.0.1:99999", "bad port='99999'"),
         ("otlp+http://127.0.0.1?encoding=xml", "bad encoding='xml'"),
         ("otlp+http://127.0.0.1?compression=zstd", "bad compression='zstd'"),
         ("otlp+http://127.0.0.1?servce_name=x", "unknown option 'servce_name'"),
-        ("otlp+http://127.0.0.1?headers=novalue", "bad header 'novalue'"),
-        ("otlp+grpc://127.0.0.1", "unknown sink URL scheme"),
+        ("otlp+http://127.0.0.1?headers=novalue", "bad headers='\\*\\*\\*': expected name=value"),
+        ("otlp+grpc://127.0.0.1", "bad scheme='otlp\\+grpc'"),
     ],
 )
 def test_bad_settings_fail_at_construction(url: str, match: str) -> None:
@@ -156,11 +157,11 @@ def test_bad_settings_fail_at_construction(url: str, match: str) -> None:
 def test_missing_extras_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     """protobuf without opentelemetry-proto, or no httpx: the otlp extra is named."""
     monkeypatch.setitem(sys.modules, "opentelemetry.proto.collector.logs.v1", None)
-    with pytest.raises(ValueError, match=r"pip install 'aiolog-queue\[otlp\]'"):
+    with pytest.raises(ValueError, match=r"pip install opentelemetry-proto \(or .* 'otlp' extra\)"):
         aiolog.sink("otlp+http://127.0.0.1?encoding=protobuf")
     aiolog.sink("otlp+http://127.0.0.1")  # JSON needs no proto classes
     monkeypatch.setitem(sys.modules, "httpx", None)
-    with pytest.raises(ValueError, match=r"needs httpx: pip install 'aiolog-queue\[otlp\]'"):
+    with pytest.raises(ValueError, match=r"needs httpx: pip install httpx \(or .* 'otlp' extra\)"):
         aiolog.sink("otlp+http://127.0.0.1")
 
 

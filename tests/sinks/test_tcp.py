@@ -72,13 +72,13 @@ def test_sink_url_factory_builds_tcp_and_tls_sinks(certs: Certs) -> None:
 @pytest.mark.parametrize(
     ("url", "match"),
     [
-        ("tcp://127.0.0.1:99999", "bad port '99999'"),
-        ("tcp://127.0.0.1", "needs a port"),
+        ("tcp://127.0.0.1:99999", "bad port='99999'"),
+        ("tcp://127.0.0.1", "bad port='': expected a port in the URL"),
         ("tcp://127.0.0.1:1?colour=red", "unknown option 'colour'"),
         ("tcp://127.0.0.1:1?ca=/etc/hosts", "unknown option 'ca'"),
         ("tcp+tls://127.0.0.1:1?ca=/nonexistent/ca.pem", "bad ca='/nonexistent/ca.pem'"),
         ("tcp://127.0.0.1:1?write_timeout=-1", "bad write_timeout"),
-        ("tcp://127.0.0.1:1?format=xml", "unknown log format 'xml'"),
+        ("tcp://127.0.0.1:1?format=xml", "bad format='xml'"),
         ("tcp://127.0.0.1:1?level=loud", "bad level='loud'"),
     ],
 )
