@@ -45,9 +45,9 @@ __all__ = [
     "CORE_TESTS",
     "SETUPS",
     "TESTS",
-    "JSONFormatter",
     "ListHandler",
     "Setup",
+    "StdlibJSONFormatter",
     "count_lines",
     "emit_test",
     "has_uvloop",
@@ -113,7 +113,7 @@ def weighted_mean(pairs: Sequence[tuple[float, float]]) -> float:
 # ---------------------------------------------------------------------------- setups
 
 
-class JSONFormatter(logging.Formatter):
+class StdlibJSONFormatter(logging.Formatter):
     """Stdlib-only JSON lines, comparable to what aiolog's JSON sink writes."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -189,7 +189,7 @@ class Setup:
             self._handler = logging.handlers.QueueHandler(self._queue)
             if self.name == "stdlib-queue":
                 target = self.sink_handler()
-                target.setFormatter(JSONFormatter())
+                target.setFormatter(StdlibJSONFormatter())
                 self._listener = logging.handlers.QueueListener(self._queue, target)
                 self._listener.start()
             self.root.addHandler(self._handler)

@@ -75,7 +75,7 @@ class RunResult:
         return 100 * lost / self.wall if self.wall > 0 else float("nan")
 
 
-class _Counter:
+class _RequestCount:
     def __init__(self) -> None:
         self.n = 0
 
@@ -88,7 +88,7 @@ def _fail(request_id: str) -> None:
     raise RequestFailed(f"upstream timed out for {request_id}")
 
 
-async def _client(index: int, per_task: int, counter: _Counter, seed: int) -> None:
+async def _client(index: int, per_task: int, counter: _RequestCount, seed: int) -> None:
     rng = random.Random(seed * 1000 + index)
     for k in range(per_task):
         await asyncio.sleep(rng.uniform(0, 2 * MEAN_PAUSE))
@@ -123,7 +123,7 @@ async def _workload(tasks: int, per_task: int, seed: int, result: RunResult) -> 
             await asyncio.sleep(0.001)
             result.lags_ms.append(max(0.0, (loop.time() - t0 - 0.001) * 1e3))
 
-    counter = _Counter()
+    counter = _RequestCount()
     tick = asyncio.create_task(ticker())
     await asyncio.gather(*(_client(i, per_task, counter, seed) for i in range(tasks)))
     running = False

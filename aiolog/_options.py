@@ -90,8 +90,6 @@ class OptionError(ValueError):
     ``"<where>: unknown option <setting!r>: expected one of ..."``, when ``value`` is
     :data:`UNKNOWN`). The parts are attributes, so callers can restate where the setting
     came from (:meth:`at`).
-
-    .. versionadded:: 0.1.0
     """
 
     def __init__(self, where: str, setting: str, value: object, expected: str) -> None:

@@ -64,6 +64,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from aiolog import _options
 from aiolog._context import ORIGIN_TASK, TaskFactory, TaskRef, drive
 from aiolog._executor import INTERNAL_THREADS
 from aiolog._pitfalls import (
@@ -82,9 +83,6 @@ from aiolog._pitfalls import (
 
 __all__ = ["exception_handler", "install", "installed", "uninstall"]
 
-_ENV_TRUE = frozenset({"1", "true", "yes", "on"})
-_ENV_FALSE = frozenset({"", "0", "false", "no", "off"})
-
 
 # ---------------------------------------------------------------------------- settings
 
@@ -101,18 +99,12 @@ def _resolve(debug: bool | None, slow_callback_duration: float | None) -> _Setti
     :raises ValueError: for a bad environment value or duration.
     """
     if debug is None:
-        raw = os.environ.get("AIOLOG_ASYNCIO_DEBUG", "").strip().lower()
-        if raw in _ENV_TRUE:
-            debug = True
-        elif raw in _ENV_FALSE:
-            debug = False
-        else:
-            raise ValueError(f"AIOLOG_ASYNCIO_DEBUG must be 1 or 0, not {raw!r}")
+        raw = os.environ.get("AIOLOG_ASYNCIO_DEBUG", "").strip()
+        debug = bool(raw) and _options.boolean("environment", "AIOLOG_ASYNCIO_DEBUG", raw)
     slow = slow_callback_duration
     if slow is not None:
-        if isinstance(slow, bool) or not isinstance(slow, int | float) or not slow > 0:
-            raise ValueError(f"asyncio slow callback duration must be > 0 seconds, not {slow!r}")
-        slow = float(slow)
+        where = "asyncio_diag.install()"
+        slow = _options.duration(where, "slow_callback_duration", slow, positive=True)
     return _Settings(bool(debug), slow)
 
 

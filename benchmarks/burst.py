@@ -118,8 +118,8 @@ DOCS_END = "<!-- burst:end -->"
 # ---------------------------------------------------------------------------- setups
 
 
-class JSONFormatter(logging.Formatter):
-    """The JSON line of ``aiolog._bench_worker.JSONFormatter``: the fields aiolog's sink writes.
+class StdlibJSONFormatter(logging.Formatter):
+    """``aiolog._bench_worker.StdlibJSONFormatter``'s line: the fields aiolog's sink writes.
 
     A copy, not an import, so that the stdlib children do not import :mod:`aiolog`;
     ``tests/test_burst_bench.py`` checks that the two write the same line.
@@ -185,7 +185,7 @@ def _install_stdlib_queue(path: str) -> _Installed:
     root = _stdlib_root()
     records: queue.Queue[logging.LogRecord] = queue.Queue(-1)
     target = logging.FileHandler(path, encoding="utf-8")
-    target.setFormatter(JSONFormatter())
+    target.setFormatter(StdlibJSONFormatter())
     listener = logging.handlers.QueueListener(records, target)
     listener.start()
     handler = logging.handlers.QueueHandler(records)
@@ -202,7 +202,7 @@ def _install_stdlib_queue(path: str) -> _Installed:
 def _install_stdlib_file(path: str) -> _Installed:
     root = _stdlib_root()
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(JSONFormatter())
+    handler.setFormatter(StdlibJSONFormatter())
     root.addHandler(handler)
 
     def stop() -> None:
@@ -250,7 +250,7 @@ def _install_picologging(path: str) -> _Installed:
     import picologging.handlers
 
     class PicoJSONFormatter(picologging.Formatter):
-        """:class:`JSONFormatter`'s fields, from a picologging record."""
+        """:class:`StdlibJSONFormatter`'s fields, from a picologging record."""
 
         def format(self, record: picologging.LogRecord) -> str:
             # No formatTime() on picologging's Formatter, and its msecs is not the stdlib's.

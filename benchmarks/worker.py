@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiolog import _bench_worker
-from aiolog._bench_worker import JSONFormatter, count_lines, percentile
+from aiolog._bench_worker import StdlibJSONFormatter, count_lines, percentile
 
 #: Setup name -> one-line description, in report order: the core's, then the peers.
 SETUPS: dict[str, str] = {
@@ -221,7 +221,7 @@ class SuiteSetup(_bench_worker.Setup):
         elif self.name == "stdlib-file":
             self.root.setLevel(logging.INFO)
             self._handler = logging.FileHandler(self.path, encoding="utf-8")
-            self._handler.setFormatter(JSONFormatter())
+            self._handler.setFormatter(StdlibJSONFormatter())
             self.root.addHandler(self._handler)
         else:
             self.root.setLevel(logging.INFO)
@@ -282,7 +282,7 @@ class SuiteSetup(_bench_worker.Setup):
             return f"tcp://{host}:{port}"
         if self.sink != "fast":
             handler = self.sink_handler()
-            handler.setFormatter(JSONFormatter())
+            handler.setFormatter(StdlibJSONFormatter())
             return handler
         return super().aiolog_sink()
 

@@ -172,3 +172,14 @@ def test_the_public_formatting_names_stay_importable_from_aiolog_formatting() ->
     for name in aiolog.formatting.__all__:
         assert getattr(aiolog.formatting, name) is not None
     assert "aiolog.formatting" == aiolog.formatting.formatter_for.__module__
+
+
+def test_class_names_are_unique_in_the_package() -> None:
+    """One name, one class: a newcomer finds a class by its name (top-level classes)."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                seen.setdefault(node.name, []).append(str(path.relative_to(PACKAGE)))
+    assert {} == {name: where for name, where in seen.items() if len(where) > 1}

@@ -696,3 +696,22 @@ def test_the_example_errors_in_the_docs_are_the_code_s(
         message = str(option_error(info.value))
         head, dots, _ = line.partition("...")
         assert message.startswith(head) if dots else message == line, (message, line)
+
+
+def test_asyncio_diag_install_reads_the_environment_in_the_same_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio_diag.install() called directly: AIOLOG_ASYNCIO_DEBUG as configure() reads it."""
+    from aiolog import asyncio_diag
+
+    monkeypatch.setenv("AIOLOG_ASYNCIO_DEBUG", "maybe")
+    with pytest.raises(OptionError, match=r"^environment: bad AIOLOG_ASYNCIO_DEBUG='maybe'"):
+        asyncio_diag.install()
+    monkeypatch.setenv("AIOLOG_ASYNCIO_DEBUG", "yes")
+    try:
+        asyncio_diag.install()
+        assert asyncio_diag.installed()
+    finally:
+        asyncio_diag.uninstall()
+    with pytest.raises(OptionError, match=r"bad slow_callback_duration=0: expected "):
+        asyncio_diag.install(slow_callback_duration=0)
