@@ -90,6 +90,14 @@ _SYSLOG = {
     "format": "xml",
 }
 
+_FLUENT = {
+    **_NET,
+    "require_ack": "maybe",
+    "ack_timeout": "0",
+    "retry_timeout": "soon",
+    "compress": "zstd",
+}
+
 #: Sink URL (``{tmp}`` is a temporary directory) -> {URL option: a bad value}.
 URL_OPTIONS: dict[str, dict[str, str]] = {
     "stderr": {"format": "xml", "colors": "maybe", **_LEVEL},
@@ -160,6 +168,8 @@ URL_OPTIONS: dict[str, dict[str, str]] = {
         "format": "xml",
         **_TLS,
     },
+    "fluent://127.0.0.1/t": _FLUENT,
+    "fluent+tls://127.0.0.1/t": {**_FLUENT, **_TLS},
     "journald": {
         **_LEVEL,
         "write_timeout": "0",
@@ -180,6 +190,9 @@ FREE_TEXT = {
     "identifier",
     "key_field",
     "client_id",
+    "shared_key",
+    "username",
+    "password",
 }
 #: ``key`` needs ``cert``; its value, a secret, is shown as ``***``.
 SECRET_CASES = {
@@ -188,6 +201,7 @@ SECRET_CASES = {
     "https://127.0.0.1/in",
     "otlp+https://127.0.0.1",
     "kafka+tls://127.0.0.1/t",
+    "fluent+tls://127.0.0.1/t",
 }
 
 #: Queue handler key (dictConfig) -> a bad value.

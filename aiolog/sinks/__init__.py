@@ -52,6 +52,12 @@ def _otlp_factory(url: str, **options: Any) -> logging.Handler:
     return OtlpSink.from_url(url, **options)
 
 
+def _fluent_factory(url: str, **options: Any) -> logging.Handler:
+    from aiolog.sinks.fluent import FluentSink
+
+    return FluentSink.from_url(url, **options)
+
+
 def _journald_factory(url: str, **options: Any) -> logging.Handler:
     from aiolog.sinks.journald import JournaldSink
 
@@ -78,6 +84,8 @@ SCHEMES: dict[str, Callable[..., logging.Handler]] = {
     "https": _http_factory,
     "otlp+http": _otlp_factory,
     "otlp+https": _otlp_factory,
+    "fluent": _fluent_factory,
+    "fluent+tls": _fluent_factory,
     "journald": _journald_factory,
     "kafka": _kafka_factory,
     "kafka+tls": _kafka_factory,

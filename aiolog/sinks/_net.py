@@ -283,6 +283,10 @@ class NetworkSink(Sink):
         await asyncio.sleep(self.backoff.next())
 
 
+#: The parent's streams, in a forked child: kept from the collector (see ``after_fork``).
+_FORKED_AWAY: list[tuple[asyncio.StreamReader | None, asyncio.StreamWriter]] = []
+
+
 class ConnectionSink(NetworkSink):
     """A sink that writes frames to a TCP (optionally TLS) connection it keeps open.
 
@@ -310,6 +314,16 @@ class ConnectionSink(NetworkSink):
     def frame(self, record: logging.LogRecord) -> bytes:
         """One record as the bytes sent for it, framing included."""
         raise NotImplementedError
+
+    async def handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Run the protocol's opening exchange on a new connection; the default does nothing.
+
+        Called once per connection, before anything is written; bound its reads by
+        :attr:`connect_timeout` yourself. Raising :class:`OSError`, :class:`TimeoutError`,
+        :class:`ssl.SSLError` or :class:`EOFError` counts as a failed connect (noted,
+        retried with backoff); any other exception drops the connection and propagates
+        out of the write (the peer refused the sink for good, e.g. a wrong shared key).
+        """
 
     async def write(self, records: Sequence[logging.LogRecord]) -> int:
         """Send the batch; return how many of its records could not be delivered."""
@@ -365,7 +379,7 @@ class ConnectionSink(NetworkSink):
                 self.retries += 1
             first = False
             try:
-                reader, writer = await asyncio.wait_for(
+                new_reader, new_writer = await asyncio.wait_for(
                     asyncio.open_connection(
                         self.host,
                         self.port,
@@ -379,6 +393,17 @@ class ConnectionSink(NetworkSink):
                 self.note_error(exc)
                 await self.sleep_backoff()
                 continue
+            try:
+                await self.handshake(new_reader, new_writer)
+            except (OSError, asyncio.TimeoutError, ssl.SSLError, EOFError) as exc:
+                self.note_error(exc)
+                new_writer.transport.abort()
+                await self.sleep_backoff()
+                continue
+            except BaseException:  # the peer refused us for good, or cancelled: no retry
+                new_writer.transport.abort()
+                raise
+            reader, writer = new_reader, new_writer
             break
         assert writer is not None
         transport = writer.transport
@@ -416,6 +441,15 @@ class ConnectionSink(NetworkSink):
             raise
 
     def after_fork(self) -> None:
-        """Forget the parent's connection without closing it (the parent still uses it)."""
+        """Forget the parent's connection without closing it (the parent still uses it).
+
+        Forgotten, not released: the child keeps the parent's stream objects referenced
+        for good. Were they collected, ``StreamWriter.__del__`` would close the transport,
+        and its unregistering would edit the epoll interest set the child shares with the
+        parent: the parent would never again hear its socket is readable (a sink that
+        waits for acks would wait in vain).
+        """
+        if self._writer is not None:
+            _FORKED_AWAY.append((self._reader, self._writer))
         self._reader = self._writer = None
         super().after_fork()

@@ -27,6 +27,7 @@ import aiolog
 from aiolog import JSONFormatter, QueueHandler, QueueListener
 from aiolog.sinks._adapter import HandlerSink
 from aiolog.sinks.file import FileSink
+from aiolog.sinks.fluent import FluentSink
 from aiolog.sinks.http import HttpSink
 from aiolog.sinks.journald import JournaldSink
 from aiolog.sinks.otlp import OtlpSink
@@ -34,6 +35,7 @@ from aiolog.sinks.stream import StreamSink
 from aiolog.sinks.syslog import SyslogSink
 from aiolog.sinks.tcp import TcpSink
 from aiolog.testing import CaptureSink
+from tests.integration.fluent_peer import FluentPeer
 from tests.integration.journald import datagram_peer
 from tests.integration.peers import http_peer, tcp_peer
 
@@ -131,6 +133,10 @@ def make_case(kind: str, tmp_path: Path, stack: contextlib.ExitStack) -> Case:
             return Case(HttpSink.from_url(server.url()), bodies)
         sink = OtlpSink.from_url(f"otlp+http://127.0.0.1:{server.port}")
         return Case(sink, bodies, formats=False)
+    if kind == "fluent":  # FluentServer under node; a formatter's line is the "message"
+        fluent = FluentPeer(tmp_path / "fluent").start()
+        stack.callback(fluent.stop)
+        return Case(FluentSink.from_url(fluent.url()), fluent.text)
     if kind == "journald":  # a Unix datagram socket decoding journald's native protocol
         peer = stack.enter_context(datagram_peer(tmp_path / "journal.sock"))
         return Case(JournaldSink(peer.path), lambda: "\n".join(peer.messages()))
@@ -165,6 +171,7 @@ KINDS = [
     "syslog+udp",
     "http",
     "otlp",
+    "fluent",
     "journald",
     "kafka",
     "capture",
