@@ -381,21 +381,30 @@ def write_docs(results: dict[str, Any], docs: Path) -> list[Path]:
     written += [docs / name for name in plots.values()]
     page = docs / "benchmarks.md"
     text = render(results, plots)
-    kept = _burst_section(page)  # written by `python -m benchmarks.burst --write-docs`
-    if kept:
-        text = f"{text.rstrip()}\n\n{kept}\n"
+    for name in KEPT_SECTIONS:
+        kept = _kept_section(page, name)
+        if kept:
+            text = f"{text.rstrip()}\n\n{kept}\n"
     page.write_text(text, encoding="utf-8")
     written.insert(0, page)
     return written
 
 
-def _burst_section(page: Path) -> str:
-    """The page's "Burst to disk" section (kept as it is), or "" when there is none."""
+#: Sections of the page this suite does not write, kept as they are between
+#: ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``: "Burst to disk" (written by
+#: ``python -m benchmarks.burst --write-docs``) and the sinks' throughput (by hand, from the
+#: scripts it names).
+KEPT_SECTIONS = ("burst", "sinks")
+
+
+def _kept_section(page: Path, name: str) -> str:
+    """The page's section ``name`` (see :data:`KEPT_SECTIONS`), or "" when there is none."""
     try:
         old = page.read_text(encoding="utf-8")
     except FileNotFoundError:
         return ""
-    start, end = old.find("<!-- burst:begin -->"), old.find("<!-- burst:end -->")
+    begin, end_mark = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    start, end = old.find(begin), old.find(end_mark)
     if start < 0 or end < start:
         return ""
-    return old[start : end + len("<!-- burst:end -->")]
+    return old[start : end + len(end_mark)]

@@ -115,3 +115,25 @@ def test_stalled_peer_blocks_a_writer_until_it_closes() -> None:
     writer.join(30)
     assert not writer.is_alive()
     handler.emit(record)  # the connection is gone: the handler no longer writes
+
+
+def test_regenerating_the_page_keeps_the_sections_it_does_not_write(tmp_path: Any) -> None:
+    """``--write-docs`` rewrites the suite's tables and keeps the burst and sink sections."""
+    import json
+    from pathlib import Path
+
+    from benchmarks import _docs
+
+    root = Path(__file__).resolve().parent.parent
+    results = json.loads((root / "benchmarks" / "results" / "latest.json").read_text())
+    page = tmp_path / "benchmarks.md"
+    sections = {
+        name: f"<!-- {name}:begin -->\n## {name}\n\nwritten elsewhere\n<!-- {name}:end -->"
+        for name in _docs.KEPT_SECTIONS
+    }
+    page.write_text("old tables\n\n" + "\n\n".join(sections.values()) + "\n")
+    _docs.write_docs(results, tmp_path)
+    text = page.read_text()
+    assert "old tables" not in text
+    for section in sections.values():
+        assert 1 == text.count(section)
