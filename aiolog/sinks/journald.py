@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from aiolog import _options
-from aiolog._fields import record_to_dict
+from aiolog._fields import _SCHEMA_KEYS, record_to_dict
 from aiolog.sinks._net import NetworkSink
 from aiolog.sinks.syslog import _BodyFormatter, _default_app_name, severity
 
@@ -89,24 +89,6 @@ _OWN_FIELDS: Final = frozenset(
         "EXCEPTION_TYPE",
         "EXCEPTION_TEXT",
         "STACK_INFO",
-    }
-)
-#: Keys of :func:`aiolog.formatting.record_to_dict` that the fields above already carry.
-_SCHEMA_KEYS: Final = frozenset(
-    {
-        "timestamp",
-        "level",
-        "logger",
-        "message",
-        "task",
-        "coro",
-        "thread",
-        "process",
-        "callback",
-        "exception",
-        "stack",
-        "context",
-        "extra",
     }
 )
 #: errno values of a send that mean "this journald is gone": the datagram was refused,
