@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import itertools
 import logging
 import logging.handlers
 import queue as queue_module
@@ -43,12 +42,11 @@ from aiolog._queue import (
 )
 from aiolog._record import (
     IMMUTABLE_TYPES,
-    MUTABLE_CONTAINERS,
     RECORD_FIELDS,
-    RESERVED_ATTRS,
     PreparedRecord,
     freeze_message,
     get_message,
+    has_mutable_extras,
     plain_context,
     snapshot_extras,
 )
@@ -64,8 +62,6 @@ _new_record = logging.LogRecord.__new__
 _LogRecord = logging.LogRecord
 _LARGE_TEXT = LARGE_TEXT
 _RECORD_FIELDS = RECORD_FIELDS
-_islice = itertools.islice
-_MUTABLE = MUTABLE_CONTAINERS
 
 
 class BaseQueueHandler(logging.handlers.QueueHandler):
@@ -208,11 +204,8 @@ class BaseQueueHandler(logging.handlers.QueueHandler):
             msg = record.msg
             if offer is not None and msg.__class__ is str and self.formatter is None:
                 d = record.__dict__
-                if len(d) != _RECORD_FIELDS:  # extra= fields (set last): a mutable one is copied
-                    for key, value in _islice(d.items(), _RECORD_FIELDS, None):
-                        if value.__class__ in _MUTABLE and key not in RESERVED_ATTRS:
-                            offer = None
-                            break
+                if len(d) != _RECORD_FIELDS and has_mutable_extras(d):  # copied at once
+                    offer = None
                 size = len(msg)
                 args = record.args
                 if args:

@@ -105,6 +105,12 @@ class _QuietOnAiologThreads(logging.Filter):
 _QUIET = _QuietOnAiologThreads()
 
 
+def _prepared_size(record: logging.LogRecord) -> int:
+    """A prepared record's estimated size in a sink's buffer (``buffer_bytes``)."""
+    exc_text = record.exc_text
+    return len(record.message) + (len(exc_text) if exc_text else 0) + 256
+
+
 def _resolve_none(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -681,7 +687,6 @@ class QueueListener(logging.handlers.QueueListener):
         """
         if self._custom_handle:
             return self._dispatch_by_handle(items)
-        runners = self._runners
         prepare = self.prepare
         records: list[logging.LogRecord] = []
         sizes: list[int] = []
@@ -691,14 +696,11 @@ class QueueListener(logging.handlers.QueueListener):
                 if records:
                     self._offer(records, sizes)
                     records, sizes = [], []
-                item.expect(len(runners))
-                for runner in runners:
-                    runner.put_barrier(item)
+                self._pass_barrier(item)
                 continue
             try:
                 record = prepare(item)
-                exc_text = record.exc_text
-                size = len(record.message) + (len(exc_text) if exc_text else 0) + 256
+                size = _prepared_size(record)
             except Exception as exc:
                 self._bad_records += 1
                 self._last_error = f"bad record: {type(exc).__name__}: {exc}"
@@ -717,9 +719,7 @@ class QueueListener(logging.handlers.QueueListener):
         """:meth:`_dispatch` for a subclass that overrides :meth:`handle`: one call each."""
         for item in items:
             if type(item) is Barrier:
-                item.expect(len(self._runners))
-                for runner in self._runners:
-                    runner.put_barrier(item)
+                self._pass_barrier(item)
                 continue
             try:
                 self.handle(item)
@@ -736,9 +736,13 @@ class QueueListener(logging.handlers.QueueListener):
         Which sinks take the record follows ``respect_handler_level``, as the stdlib's.
         """
         record = self.prepare(record)
-        exc_text = record.exc_text
-        size = len(record.message) + (len(exc_text) if exc_text else 0) + 256
-        self._offer([record], [size])
+        self._offer([record], [_prepared_size(record)])
+
+    def _pass_barrier(self, barrier: Barrier) -> None:
+        """Put a flush barrier in every buffer, after what they were given before it."""
+        barrier.expect(len(self._runners))
+        for runner in self._runners:
+            runner.put_barrier(barrier)
 
     def _offer(self, records: list[logging.LogRecord], sizes: list[int]) -> None:
         """Hand the same prepared records to every runner (each filters for its sink)."""

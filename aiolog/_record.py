@@ -42,6 +42,7 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from copy import copy as shallow_copy
+from itertools import islice
 from typing import Any
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "freeze_in_place",
     "freeze_message",
     "get_message",
+    "has_mutable_extras",
     "plain_context",
     "safe_repr",
     "safe_str",
@@ -317,6 +319,18 @@ def plain_context(context: contextvars.Context | None) -> dict[ContextName, Any]
 
 #: ``extra=`` values that are copied at emit time: containers the caller may change after.
 MUTABLE_CONTAINERS: frozenset[type] = frozenset({dict, list, set, bytearray})
+
+
+def has_mutable_extras(d: dict[str, Any]) -> bool:
+    """True when a fresh record's ``__dict__`` has an ``extra=`` field that
+    :func:`snapshot_extras` would copy (the emit path then takes the copying path).
+
+    A logger sets ``extra=`` fields after the standard ones: only those are looked at.
+    """
+    for key, value in islice(d.items(), RECORD_FIELDS, None):
+        if value.__class__ in MUTABLE_CONTAINERS and key not in RESERVED_ATTRS:
+            return True
+    return False
 
 
 def snapshot_extras(d: dict[str, Any]) -> None:
