@@ -271,6 +271,28 @@ def test_multiprocessing_queue_in_process(logger: logging.Logger) -> None:
     assert "ZeroDivisionError" in sink.messages[0]
 
 
+def test_stop_on_a_multiprocessing_queue_drains_what_the_feeder_still_holds(
+    logger: logging.Logger,
+) -> None:
+    """stop() right after logging: the records still in the queue's feeder thread arrive.
+
+    As with the stdlib's listener, the stop sentinel follows them through the pipe.
+    """
+    q: multiprocessing.Queue[Any] = multiprocessing.Queue()
+    sink = ListHandler()
+    listener = aiolog.QueueListener(q, sink)
+    listener.start()
+    logger.addHandler(aiolog.QueueHandler(q))
+    try:
+        for i in range(5000):
+            logger.info("record %d", i)
+        assert listener.stop(10)
+    finally:
+        q.close()
+        q.cancel_join_thread()  # what no one read stays unread: the assert below says so
+    assert [f"record {i}" for i in range(5000)] == sink.messages
+
+
 def test_dictconfig_with_a_queue_object_a_factory_and_a_listener_class() -> None:
     """The 3.12 dictConfig queue keys, through the stdlib's class name."""
     own: queue.Queue[Any] = queue.Queue(1000)  # (an unbounded one is replaced: see docs)
